@@ -50,7 +50,7 @@ const HTTP = ["http:", "https:"];
  * Reads and validates the whole configuration once, at start. Any bad value
  * throws a ConfigError naming the variable; `main` prints it and exits 1.
  */
-export function loadServiceConfig(service: ServiceName, env: Env = process.env): ServiceConfig {
+export function loadServiceConfig(service: string, env: Env = process.env): ServiceConfig {
   const upstreams = Object.fromEntries(
     (Object.keys(SERVICE_PORTS) as ServiceName[]).map((name) => [
       name,
@@ -64,7 +64,7 @@ export function loadServiceConfig(service: ServiceName, env: Env = process.env):
   return {
     service,
     host: readString(env, "HOST", "127.0.0.1"),
-    port: readPort(env, "PORT", SERVICE_PORTS[service]),
+    port: readPort(env, "PORT", SERVICE_PORTS[service as ServiceName] ?? 0),
     logLevel: readEnum(env, "LOG_LEVEL", "info", [
       "fatal",
       "error",

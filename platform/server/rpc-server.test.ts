@@ -20,6 +20,16 @@ import { startProbeServer } from "../testing/probe-server.js";
 
 const run = promisify(execFile);
 
+/** Resolves with the ConnectError a call must fail with. */
+function failure(call: Promise<unknown>): Promise<ConnectError> {
+  return call.then(
+    () => {
+      throw new Error("expected the call to fail");
+    },
+    (error) => ConnectError.from(error),
+  );
+}
+
 describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
   let probe: Awaited<ReturnType<typeof startProbeServer>>;
   let grpcJs: grpc.Client;
@@ -104,7 +114,7 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
 
   it("maps domain errors to codes with google.rpc details, on gRPC and Connect", async () => {
     const connect = createClient(ProbeService, createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }));
-    const invalid = await connect.fail({ kind: "invalid_argument" }).catch((e) => ConnectError.from(e));
+    const invalid = await failure(connect.fail({ kind: "invalid_argument" }));
     expect(invalid.code).toBe(Code.InvalidArgument);
     expect(invalid.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field).toBe("items[0].quantity");
     expect(invalid.findDetails(ErrorInfoSchema)[0]?.reason).toBe("INVALID_ARGUMENT");
@@ -135,7 +145,7 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
     expect(error.code).toBe(grpc.status.INTERNAL);
     expect(error.details).not.toMatch(/hunter2|app\.ts|at /);
     const connect = createClient(ProbeService, createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }));
-    const viaConnect = await connect.fail({ kind: "boom" }).catch((e) => ConnectError.from(e));
+    const viaConnect = await failure(connect.fail({ kind: "boom" }));
     expect(viaConnect.code).toBe(Code.Internal);
     expect(viaConnect.rawMessage).toBe("internal error");
   });
@@ -145,7 +155,7 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
     const error = await grpcUnary(grpcJs, ProbeService.method.echo, { payload: big }).catch((e) => e);
     expect(error.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     const connect = createClient(ProbeService, createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }));
-    const viaConnect = await connect.echo({ payload: big }).catch((e) => ConnectError.from(e));
+    const viaConnect = await failure(connect.echo({ payload: big }));
     expect(viaConnect.code).toBe(Code.ResourceExhausted);
     const ok = await grpcUnary(grpcJs, ProbeService.method.echo, { text: "still alive" });
     expect(ok.response.text).toBe("still alive");

@@ -36,7 +36,8 @@ export interface ServiceRuntime {
 }
 
 export interface ServiceDefinition {
-  name: ServiceName;
+  /** A mesh service name; its default port comes from SERVICE_PORTS. */
+  name: ServiceName | (string & {});
   /** drizzle-kit output folder (URL relative to the service's main.ts). */
   migrations?: URL;
   needs?: { postgres?: boolean; redis?: boolean; nats?: boolean };
