@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { connect as connectNats, type NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
+import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { createServiceClient, createUpstream, type Upstream } from "../clients/service-client.js";
 import { ConfigError } from "../config/env.js";
@@ -49,6 +50,8 @@ export interface ServiceDefinition {
 export interface ServiceDefinitionResult {
   services: ServiceRegistration[];
   background?: BackgroundTask[];
+  /** Server interceptors run inside the platform one (e.g. access policy). */
+  interceptors?: Interceptor[];
 }
 
 export interface RunningService {
@@ -164,6 +167,7 @@ export async function runService(
     metrics,
     readiness,
     limits: config.limits,
+    ...(built.interceptors ? { interceptors: built.interceptors } : {}),
   });
   const port = await server.listen();
 

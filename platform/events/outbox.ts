@@ -1,0 +1,252 @@
+import { type DescMessage, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import { context, propagation } from "@opentelemetry/api";
+import { v7 as uuidv7 } from "uuid";
+import { EventTooLargeError, InvalidEventError } from "./errors.js";
+import {
+  defaultEventName,
+  defaultSchemaVersion,
+  eventSubject,
+  isSubjectToken,
+} from "./message-format.js";
+import { runQuery, type SqlExecutor } from "./sql-executor.js";
+
+/**
+ * NATS' default max_payload is 1 MiB and includes headers; keep room for them.
+ * A deployment that raises max_payload can raise this too.
+ */
+export const DEFAULT_MAX_EVENT_BYTES = 1024 * 1024 - 16 * 1024;
+
+export interface OutboxEvent<Desc extends DescMessage = DescMessage> {
+  schema: Desc;
+  message: MessageShape<Desc>;
+  aggregateType: string;
+  aggregateId: string;
+  /** Subject's first token; defaults to the outbox's domain. */
+  domain?: string;
+  /** Subject's last token; defaults to snake_case of the message name. */
+  eventName?: string;
+  /** Defaults to a fresh UUIDv7. */
+  eventId?: string;
+  occurredAt?: Date;
+  /** Defaults to N of the package's `vN` suffix. */
+  schemaVersion?: number;
+}
+
+/** Typed constructor: checks that `message` matches `schema` at compile time. */
+export function outboxEvent<Desc extends DescMessage>(
+  schema: Desc,
+  message: MessageShape<Desc>,
+  fields: Omit<OutboxEvent<Desc>, "schema" | "message">,
+): OutboxEvent {
+  return { schema, message, ...fields } as unknown as OutboxEvent;
+}
+
+export interface AppendOptions {
+  /** Default subject domain (the service's stream), e.g. "orders". */
+  domain?: string;
+  maxEventBytes?: number;
+  /** Wake relays through pg_notify in the same transaction (default true). */
+  notify?: boolean;
+}
+
+export interface AppendedEvent {
+  eventId: string;
+  subject: string;
+  eventType: string;
+  aggregateType: string;
+  aggregateId: string;
+  aggregateSeq: number;
+}
+
+/**
+ * One NOTIFY channel per schema: services sharing a database (one schema each
+ * locally) do not wake each other's relays.
+ */
+export function outboxChannel(schema: string): string {
+  return `outbox_${schema}`;
+}
+
+interface PreparedEvent {
+  eventId: string;
+  subject: string;
+  eventType: string;
+  schemaVersion: number;
+  aggregateType: string;
+  aggregateId: string;
+  payload: Buffer;
+  traceContext: string;
+  occurredAt: string;
+  /** 1-based position of this event among the same aggregate's in this call. */
+  nth: number;
+  /** Events of the same aggregate in this call. */
+  count: number;
+}
+
+const COLUMNS_PER_ROW = 11;
+// Postgres caps bind parameters at 65535 per statement.
+const MAX_ROWS_PER_STATEMENT = Math.floor(65_000 / COLUMNS_PER_ROW);
+
+function prepare(events: readonly OutboxEvent[], options: AppendOptions): PreparedEvent[] {
+  const limit = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  const traceContext = JSON.stringify(carrier);
+  const perAggregate = new Map<string, PreparedEvent[]>();
+  const prepared: PreparedEvent[] = [];
+  for (const event of events) {
+    const eventType = event.schema.typeName;
+    const domain = event.domain ?? options.domain;
+    const eventName = event.eventName ?? defaultEventName(event.schema);
+    if (domain === undefined) throw new InvalidEventError(`${eventType}: no domain given`);
+    for (const [what, token] of [
+      ["domain", domain],
+      ["aggregateType", event.aggregateType],
+      ["eventName", eventName],
+    ] as const) {
+      if (!isSubjectToken(token)) {
+        throw new InvalidEventError(`${eventType}: ${what} "${token}" is not a subject token`);
+      }
+    }
+    // The id travels in a NATS header: no line breaks, bounded length.
+    if (event.aggregateId === "" || event.aggregateId.length > 256 || /[\r\n]/.test(event.aggregateId)) {
+      throw new InvalidEventError(`${eventType}: aggregateId must be 1-256 chars without line breaks`);
+    }
+    if (event.message.$typeName !== eventType) {
+      throw new InvalidEventError(`message ${event.message.$typeName} does not match ${eventType}`);
+    }
+    const bytes = toBinary(event.schema, event.message);
+    if (bytes.byteLength > limit) throw new EventTooLargeError(eventType, bytes.byteLength, limit);
+    const key = `${event.aggregateType}\u0000${event.aggregateId}`;
+    const group = perAggregate.get(key) ?? [];
+    const row: PreparedEvent = {
+      eventId: event.eventId ?? uuidv7(),
+      subject: eventSubject(domain, event.aggregateType, eventName),
+      eventType,
+      schemaVersion: event.schemaVersion ?? defaultSchemaVersion(event.schema),
+      aggregateType: event.aggregateType,
+      aggregateId: event.aggregateId,
+      payload: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      traceContext,
+      occurredAt: (event.occurredAt ?? new Date()).toISOString(),
+      nth: group.length + 1,
+      count: 0,
+    };
+    group.push(row);
+    perAggregate.set(key, group);
+    prepared.push(row);
+  }
+  for (const group of perAggregate.values()) for (const row of group) row.count = group.length;
+  return prepared;
+}
+
+function buildStatement(rows: PreparedEvent[], notify: boolean): { text: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const p = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  // Lock sequence rows in a stable order so two transactions touching the
+  // same aggregates cannot deadlock.
+  const aggregates = new Map<string, { type: string; id: string; count: number }>();
+  for (const row of rows) {
+    aggregates.set(`${row.aggregateType}\u0000${row.aggregateId}`, {
+      type: row.aggregateType,
+      id: row.aggregateId,
+      count: row.count,
+    });
+  }
+  const sorted = [...aggregates.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const seqValues = sorted
+    .map(([, a]) => `(${p(a.type)}::text, ${p(a.id)}::text, ${p(a.count)}::bigint)`)
+    .join(", ");
+  const eventValues = rows
+    .map(
+      (row, index) =>
+        `(${index}, ${p(row.eventId)}::uuid, ${p(row.subject)}::text, ${p(row.eventType)}::text, ` +
+        `${p(row.schemaVersion)}::int, ${p(row.aggregateType)}::text, ${p(row.aggregateId)}::text, ` +
+        `${p(row.nth)}::bigint, ${p(row.count)}::bigint, ${p(row.payload)}::bytea, ` +
+        `${p(row.traceContext)}::jsonb, ${p(row.occurredAt)}::timestamptz)`,
+    )
+    .join(", ");
+  const text = `
+with seqs as (
+  insert into outbox_aggregates (aggregate_type, aggregate_id, last_seq)
+  values ${seqValues}
+  on conflict (aggregate_type, aggregate_id)
+    do update set last_seq = outbox_aggregates.last_seq + excluded.last_seq
+  returning aggregate_type, aggregate_id, last_seq
+),
+ev (idx, event_id, subject, event_type, schema_version, aggregate_type, aggregate_id,
+    nth, cnt, payload, trace_context, occurred_at) as (values ${eventValues}),
+inserted as (
+  insert into outbox (event_id, subject, event_type, schema_version, aggregate_type,
+                      aggregate_id, aggregate_seq, payload, trace_context, occurred_at)
+  select ev.event_id, ev.subject, ev.event_type, ev.schema_version, ev.aggregate_type,
+         ev.aggregate_id, seqs.last_seq - ev.cnt + ev.nth, ev.payload, ev.trace_context,
+         ev.occurred_at
+  from ev join seqs using (aggregate_type, aggregate_id)
+  order by ev.idx
+  returning event_id, aggregate_seq
+)
+select i.event_id::text as event_id, i.aggregate_seq::text as aggregate_seq${
+    notify ? `, pg_notify('outbox_' || current_schema(), '') as notified` : ""
+  }
+from inserted i`;
+  return { text, params };
+}
+
+/**
+ * Writes events into the outbox inside the caller's transaction, so they
+ * commit (and are later published) only together with the state change.
+ * Sequences are per aggregate and gap-free.
+ */
+export async function appendEvents(
+  tx: SqlExecutor,
+  events: readonly OutboxEvent[],
+  options: AppendOptions = {},
+): Promise<AppendedEvent[]> {
+  if (events.length === 0) return [];
+  const prepared = prepare(events, options);
+  const seqById = new Map<string, number>();
+  for (let start = 0; start < prepared.length; start += MAX_ROWS_PER_STATEMENT) {
+    const chunk = prepared.slice(start, start + MAX_ROWS_PER_STATEMENT);
+    // Later chunks of the same aggregate must continue its numbering.
+    const renumbered = renumber(chunk);
+    const statement = buildStatement(renumbered, options.notify !== false);
+    const rows = await runQuery<{ event_id: string; aggregate_seq: string }>(
+      tx,
+      statement.text,
+      statement.params,
+    );
+    for (const row of rows) seqById.set(row.event_id, Number(row.aggregate_seq));
+  }
+  return prepared.map((row) => ({
+    eventId: row.eventId,
+    subject: row.subject,
+    eventType: row.eventType,
+    aggregateType: row.aggregateType,
+    aggregateId: row.aggregateId,
+    aggregateSeq: seqById.get(row.eventId) ?? 0,
+  }));
+}
+
+function renumber(chunk: PreparedEvent[]): PreparedEvent[] {
+  const counts = new Map<string, number>();
+  const out = chunk.map((row) => {
+    const key = `${row.aggregateType}\u0000${row.aggregateId}`;
+    const nth = (counts.get(key) ?? 0) + 1;
+    counts.set(key, nth);
+    return { ...row, nth };
+  });
+  for (const row of out) row.count = counts.get(`${row.aggregateType}\u0000${row.aggregateId}`)!;
+  return out;
+}
+
+/** An outbox bound to a service's domain and limits. */
+export interface Outbox {
+  append(tx: SqlExecutor, events: readonly OutboxEvent[]): Promise<AppendedEvent[]>;
+}
+
+export function createOutbox(options: AppendOptions & { domain: string }): Outbox {
+  return { append: (tx, events) => appendEvents(tx, events, options) };
+}
