@@ -2,8 +2,9 @@
  * Child process for bench/rpc-overhead.ts: serves ProbeService.Echo with one
  * of the server designs under test and reports its own CPU time on request.
  */
-import * as grpc from "@grpc/grpc-js";
+
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
 import { EchoRequestSchema, EchoResponseSchema } from "../gen/platform/testing/v1/probe_pb.js";
 import { startProbeServer } from "../platform/testing/probe-server.js";
 
@@ -25,7 +26,10 @@ async function start(): Promise<number> {
         },
       },
       {
-        echo: (call: grpc.ServerUnaryCall<{ payload: Uint8Array; text: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        echo: (
+          call: grpc.ServerUnaryCall<{ payload: Uint8Array; text: string }, unknown>,
+          cb: grpc.sendUnaryData<unknown>,
+        ) => {
           const deadline = call.getDeadline();
           const remaining = deadline instanceof Date ? deadline.getTime() - Date.now() : -1;
           cb(

@@ -56,7 +56,11 @@ function cpuOf(child: ChildProcess): Promise<number> {
   });
 }
 
-async function drive(name: string, child: ChildProcess, call: () => Promise<unknown>): Promise<Result> {
+async function drive(
+  name: string,
+  child: ChildProcess,
+  call: () => Promise<unknown>,
+): Promise<Result> {
   // Warm-up so JIT and connection set-up do not count.
   const warmUntil = Date.now() + 1500;
   await Promise.all(
@@ -119,8 +123,10 @@ for (const kind of ["grpc-js", "platform", "platform-connect-only"]) {
       createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "2" }),
     );
     results.push(
-      await drive("(c) platform server, Connect protocol (HTTP/2), connect-node client", child, () =>
-        connect.echo(request, { timeoutMs: 5000 }),
+      await drive(
+        "(c) platform server, Connect protocol (HTTP/2), connect-node client",
+        child,
+        () => connect.echo(request, { timeoutMs: 5000 }),
       ),
     );
   }

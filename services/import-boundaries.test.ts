@@ -1,5 +1,5 @@
-import { fileURLToPath } from "node:url";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { checkFile, checkTree, importsOf } from "./import-boundaries.js";
 
@@ -27,13 +27,19 @@ describe("import boundaries", () => {
 
   it("catches platform/ importing a service, including dynamic imports", () => {
     const file = join(root, "platform/server/x.ts");
-    const violations = checkFile(root, file, `const m = await import("../../services/orders/main.js");`);
+    const violations = checkFile(
+      root,
+      file,
+      `const m = await import("../../services/orders/main.js");`,
+    );
     expect(violations).toHaveLength(1);
   });
 
   it("parses the import forms we use", () => {
     expect(
-      importsOf(`import a from "./a.js";\nimport type { B } from "./b.js";\nexport { c } from "./c.js";\nimport "./d.js";\nimport {\n  e,\n} from "./e.js";`),
+      importsOf(
+        `import a from "./a.js";\nimport type { B } from "./b.js";\nexport { c } from "./c.js";\nimport "./d.js";\nimport {\n  e,\n} from "./e.js";`,
+      ),
     ).toEqual(["./a.js", "./b.js", "./c.js", "./d.js", "./e.js"]);
   });
 });

@@ -41,7 +41,12 @@ export interface UpstreamOptions {
 }
 
 /** Failures that say the upstream (not the request) is unhealthy. */
-const INFRASTRUCTURE_CODES = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown]);
+const INFRASTRUCTURE_CODES = new Set([
+  Code.Unavailable,
+  Code.DeadlineExceeded,
+  Code.Internal,
+  Code.Unknown,
+]);
 
 export interface Upstream {
   readonly name: string;
@@ -103,7 +108,10 @@ function isIdempotent(method: DescMethod): boolean {
  * when serving an RPC, capped), retries only methods the contract marks
  * idempotent, and fails fast while the upstream's circuit is open.
  */
-export function createServiceClient<S extends DescService>(service: S, upstream: Upstream): Client<S> {
+export function createServiceClient<S extends DescService>(
+  service: S,
+  upstream: Upstream,
+): Client<S> {
   const base = createClient(service, upstream.transport) as unknown as Record<
     string,
     (req: unknown, options?: CallOptions) => unknown
@@ -123,7 +131,10 @@ export function createServiceClient<S extends DescService>(service: S, upstream:
           )
         : noop;
     const timeoutFor = (callOptions?: CallOptions): number => {
-      let timeout = Math.min(callOptions?.timeoutMs ?? options.defaultTimeoutMs, options.maxTimeoutMs);
+      let timeout = Math.min(
+        callOptions?.timeoutMs ?? options.defaultTimeoutMs,
+        options.maxTimeoutMs,
+      );
       const remaining = remainingDeadlineMs();
       if (remaining !== undefined) timeout = Math.min(timeout, remaining);
       if (timeout <= 0) {
@@ -142,7 +153,9 @@ export function createServiceClient<S extends DescService>(service: S, upstream:
     client[method.localName] = async (req: unknown, callOptions?: CallOptions) => {
       try {
         return await upstream.breaker.execute(() =>
-          retryPolicy.execute(() => call(req, { ...callOptions, timeoutMs: timeoutFor(callOptions) })),
+          retryPolicy.execute(() =>
+            call(req, { ...callOptions, timeoutMs: timeoutFor(callOptions) }),
+          ),
         );
       } catch (error) {
         if (error instanceof BrokenCircuitError) {

@@ -74,7 +74,12 @@ export function loadServiceConfig(service: string, env: Env = process.env): Serv
       "trace",
       "silent",
     ] as const),
-    databaseUrl: readUrl(env, "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/commerce", POSTGRES),
+    databaseUrl: readUrl(
+      env,
+      "DATABASE_URL",
+      "postgres://postgres@127.0.0.1:5432/commerce",
+      POSTGRES,
+    ),
     databaseReplicaUrl: readOptionalUrl(env, "DATABASE_REPLICA_URL", POSTGRES),
     dbSchema: schema,
     natsUrl: readUrl(env, "NATS_URL", "nats://127.0.0.1:4222", ["nats:", "tls:"]),

@@ -1,5 +1,5 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { Health, HealthCheckResponse_ServingStatus } from "../../gen/health/v1/health_pb.js";
+import { type Health, HealthCheckResponse_ServingStatus } from "../../gen/health/v1/health_pb.js";
 import type { ReadinessMonitor } from "./readiness.js";
 
 /**

@@ -13,7 +13,8 @@ export function capDeadlineHeaders(
   const connect = headers["connect-timeout-ms"];
   if (typeof connect === "string") {
     const ms = Number(connect);
-    if (!Number.isFinite(ms) || ms > limits.maxMs) headers["connect-timeout-ms"] = String(limits.maxMs);
+    if (!Number.isFinite(ms) || ms > limits.maxMs)
+      headers["connect-timeout-ms"] = String(limits.maxMs);
     return;
   }
   const grpc = headers["grpc-timeout"];
@@ -26,7 +27,10 @@ export function capDeadlineHeaders(
   const contentType = headers["content-type"] ?? "";
   if (contentType.startsWith("application/grpc")) {
     headers["grpc-timeout"] = `${fallback}m`;
-  } else if (headers["connect-protocol-version"] !== undefined || contentType.startsWith("application/connect")) {
+  } else if (
+    headers["connect-protocol-version"] !== undefined ||
+    contentType.startsWith("application/connect")
+  ) {
     headers["connect-timeout-ms"] = String(fallback);
   }
 }

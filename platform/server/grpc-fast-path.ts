@@ -39,10 +39,7 @@ interface Route {
   spec: MethodImplSpec;
 }
 
-export type FastPathHandler = (
-  stream: ServerHttp2Stream,
-  headers: IncomingHttpHeaders,
-) => boolean;
+export type FastPathHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
 
 const EMPTY_VALUES: ContextValues = createContextValues();
 
@@ -131,9 +128,7 @@ function serve(
       return;
     }
     if (body[0] !== 0) {
-      fail(
-        new ConnectError("protocol error: compressed message without encoding", Code.Internal),
-      );
+      fail(new ConnectError("protocol error: compressed message without encoding", Code.Internal));
       return;
     }
     const length = body.readUInt32BE(1);
@@ -151,7 +146,13 @@ function serve(
       input = fromBinary(route.method.input, body.subarray(5));
     } catch (cause) {
       fail(
-        new ConnectError("parse binary: invalid request message", Code.InvalidArgument, undefined, [], cause),
+        new ConnectError(
+          "parse binary: invalid request message",
+          Code.InvalidArgument,
+          undefined,
+          [],
+          cause,
+        ),
       );
       return;
     }

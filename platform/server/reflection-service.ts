@@ -1,13 +1,13 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type DescFile, type DescService, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import {
-  type ServerReflection,
-  type ServerReflectionRequest,
-  type ServerReflectionResponse,
+import type {
+  ServerReflection,
+  ServerReflectionRequest,
+  ServerReflectionResponse,
+  ServerReflectionResponseSchema,
 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ServerReflectionResponseSchema } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 
 type ResponseInit = MessageInitShape<typeof ServerReflectionResponseSchema>;
 
@@ -15,7 +15,9 @@ type ResponseInit = MessageInitShape<typeof ServerReflectionResponseSchema>;
  * grpc.reflection.v1 so stock tools (grpcurl, buf curl, Postman) can discover
  * and call the services without a copy of the protos.
  */
-export function createReflectionService(services: DescService[]): ServiceImpl<typeof ServerReflection> {
+export function createReflectionService(
+  services: DescService[],
+): ServiceImpl<typeof ServerReflection> {
   const files = new Map<string, DescFile>();
   const symbols = new Map<string, DescFile>();
   const addFile = (file: DescFile) => {
@@ -99,7 +101,8 @@ export function createReflectionService(services: DescService[]): ServiceImpl<ty
         const typeName = req.messageRequest.value;
         const numbers: number[] = [];
         for (const file of files.values()) {
-          for (const x of file.extensions) if (x.extendee.typeName === typeName) numbers.push(x.number);
+          for (const x of file.extensions)
+            if (x.extendee.typeName === typeName) numbers.push(x.number);
         }
         return {
           ...base,

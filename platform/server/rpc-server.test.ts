@@ -1,21 +1,34 @@
 import { execFile } from "node:child_process";
-import http2 from "node:http2";
 import { mkdtempSync } from "node:fs";
+import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import * as grpc from "@grpc/grpc-js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import {
+  BadRequestSchema,
+  ErrorInfoSchema,
+  RetryInfoSchema,
+} from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/health/v1/health_pb.js";
 import { ProbeService } from "../../gen/platform/testing/v1/probe_pb.js";
 import { createServiceClient, createUpstream } from "../clients/service-client.js";
-import { createGrpcJsClient, grpcBidi, grpcServerStream, grpcUnary } from "../testing/grpc-js-client.js";
+import {
+  createGrpcJsClient,
+  grpcBidi,
+  grpcServerStream,
+  grpcUnary,
+} from "../testing/grpc-js-client.js";
 import { startProbeServer } from "../testing/probe-server.js";
 
 const run = promisify(execFile);
@@ -48,7 +61,9 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
     expect(response.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
     const named = await grpcUnary(grpcJs, Health.method.check, { service: ProbeService.typeName });
     expect(named.response.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
-    await expect(grpcUnary(grpcJs, Health.method.check, { service: "no.such.Service" })).rejects.toMatchObject({
+    await expect(
+      grpcUnary(grpcJs, Health.method.check, { service: "no.such.Service" }),
+    ).rejects.toMatchObject({
       code: grpc.status.NOT_FOUND,
     });
   });
@@ -92,10 +107,16 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
         ? answer.messageResponse.value.service.map((s) => s.name)
         : [];
     expect(names).toEqual(
-      expect.arrayContaining(["platform.testing.v1.ProbeService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]),
+      expect.arrayContaining([
+        "platform.testing.v1.ProbeService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+      ]),
     );
     const [file] = await grpcBidi(grpcJs, ServerReflection.method.serverReflectionInfo, [
-      { messageRequest: { case: "fileContainingSymbol", value: "platform.testing.v1.ProbeService" } },
+      {
+        messageRequest: { case: "fileContainingSymbol", value: "platform.testing.v1.ProbeService" },
+      },
     ]);
     expect(file?.messageResponse.case).toBe("fileDescriptorResponse");
   });
@@ -105,7 +126,10 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
     const ready = await fetch(`${probe.url}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ ready: true });
-    await createClient(ProbeService, createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" })).echo({
+    await createClient(
+      ProbeService,
+      createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }),
+    ).echo({
       text: "count me",
     });
     const metrics = await (await fetch(`${probe.url}/metrics`)).text();
@@ -113,10 +137,15 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
   });
 
   it("maps domain errors to codes with google.rpc details, on gRPC and Connect", async () => {
-    const connect = createClient(ProbeService, createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }));
+    const connect = createClient(
+      ProbeService,
+      createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }),
+    );
     const invalid = await failure(connect.fail({ kind: "invalid_argument" }));
     expect(invalid.code).toBe(Code.InvalidArgument);
-    expect(invalid.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field).toBe("items[0].quantity");
+    expect(invalid.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field).toBe(
+      "items[0].quantity",
+    );
     expect(invalid.findDetails(ErrorInfoSchema)[0]?.reason).toBe("INVALID_ARGUMENT");
 
     const cases: [string, grpc.status][] = [
@@ -141,10 +170,15 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
   });
 
   it("turns an unexpected throw into INTERNAL without leaking its message or stack", async () => {
-    const error = await grpcUnary(grpcJs, ProbeService.method.fail, { kind: "boom" }).catch((e) => e);
+    const error = await grpcUnary(grpcJs, ProbeService.method.fail, { kind: "boom" }).catch(
+      (e) => e,
+    );
     expect(error.code).toBe(grpc.status.INTERNAL);
     expect(error.details).not.toMatch(/hunter2|app\.ts|at /);
-    const connect = createClient(ProbeService, createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }));
+    const connect = createClient(
+      ProbeService,
+      createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }),
+    );
     const viaConnect = await failure(connect.fail({ kind: "boom" }));
     expect(viaConnect.code).toBe(Code.Internal);
     expect(viaConnect.rawMessage).toBe("internal error");
@@ -152,9 +186,14 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
 
   it("refuses oversized messages with RESOURCE_EXHAUSTED and keeps serving", async () => {
     const big = new Uint8Array(70 * 1024);
-    const error = await grpcUnary(grpcJs, ProbeService.method.echo, { payload: big }).catch((e) => e);
+    const error = await grpcUnary(grpcJs, ProbeService.method.echo, { payload: big }).catch(
+      (e) => e,
+    );
     expect(error.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    const connect = createClient(ProbeService, createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }));
+    const connect = createClient(
+      ProbeService,
+      createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }),
+    );
     const viaConnect = await failure(connect.echo({ payload: big }));
     expect(viaConnect.code).toBe(Code.ResourceExhausted);
     const ok = await grpcUnary(grpcJs, ProbeService.method.echo, { text: "still alive" });
@@ -162,10 +201,18 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
   });
 
   it("caps an over-long requested deadline and gives deadline-less calls the default", async () => {
-    const { response } = await grpcUnary(grpcJs, ProbeService.method.echo, { text: "x" }, { deadlineMs: 3_600_000 });
+    const { response } = await grpcUnary(
+      grpcJs,
+      ProbeService.method.echo,
+      { text: "x" },
+      { deadlineMs: 3_600_000 },
+    );
     expect(Number(response.deadlineRemainingMs)).toBeGreaterThan(0);
     expect(Number(response.deadlineRemainingMs)).toBeLessThanOrEqual(2000);
-    const connect = createClient(ProbeService, createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }));
+    const connect = createClient(
+      ProbeService,
+      createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }),
+    );
     const capped = await connect.echo({ text: "y" }, { timeoutMs: 3_600_000 });
     expect(Number(capped.deadlineRemainingMs)).toBeLessThanOrEqual(2000);
     const none = await grpcUnary(grpcJs, ProbeService.method.echo, { text: "z" });
@@ -221,7 +268,10 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
   it("streams server-streaming responses to grpc-js and Connect clients", async () => {
     const viaGrpc = await grpcServerStream(grpcJs, ProbeService.method.count, { count: 5 });
     expect(viaGrpc.map((m) => m.n)).toEqual([1, 2, 3, 4, 5]);
-    const connect = createClient(ProbeService, createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }));
+    const connect = createClient(
+      ProbeService,
+      createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }),
+    );
     const seen: number[] = [];
     for await (const m of connect.count({ count: 3 })) seen.push(m.n);
     expect(seen).toEqual([1, 2, 3]);
@@ -231,7 +281,11 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
 describe("deadline propagation", () => {
   it("gives DEADLINE_EXCEEDED at 50 ms and passes the reduced deadline downstream", async () => {
     const downstream = await startProbeServer();
-    const upstream = createUpstream({ name: "probe", baseUrl: downstream.url, defaultTimeoutMs: 10_000 });
+    const upstream = createUpstream({
+      name: "probe",
+      baseUrl: downstream.url,
+      defaultTimeoutMs: 10_000,
+    });
     const client = createServiceClient(ProbeService, upstream);
     const front = await startProbeServer({ downstream: () => client });
     const grpcJs = createGrpcJsClient(`127.0.0.1:${front.port}`);

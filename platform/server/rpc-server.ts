@@ -5,8 +5,8 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import { Health } from "../../gen/health/v1/health_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { Health } from "../../gen/health/v1/health_pb.js";
 import { createHealthService } from "../health/health-service.js";
 import type { ReadinessMonitor } from "../health/readiness.js";
 import { createServerInterceptor } from "../rpc/server-interceptors.js";
@@ -88,7 +88,11 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     registerService(Health, createHealthService(readiness, serviceNames)),
     registerService(
       ServerReflection,
-      createReflectionService([...options.services.map((s) => s.service), Health, ServerReflection]),
+      createReflectionService([
+        ...options.services.map((s) => s.service),
+        Health,
+        ServerReflection,
+      ]),
     ),
   ];
   const interceptors = [
@@ -107,7 +111,10 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     maxTimeoutMs: limits.maxDeadlineMs,
     shutdownSignal: shutdown.signal,
     fallback(req, res) {
-      writeJson(res as unknown as MinimalResponse, 404, { code: 5, message: `no route for ${req.method} ${req.url}` });
+      writeJson(res as unknown as MinimalResponse, 404, {
+        code: 5,
+        message: `no route for ${req.method} ${req.url}`,
+      });
     },
   });
 
@@ -141,7 +148,10 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
         return;
       }
     }
-    capDeadlineHeaders(req.headers, { maxMs: limits.maxDeadlineMs, defaultMs: limits.defaultDeadlineMs });
+    capDeadlineHeaders(req.headers, {
+      maxMs: limits.maxDeadlineMs,
+      defaultMs: limits.defaultDeadlineMs,
+    });
     connectHandler(req as http.IncomingMessage, res as unknown as http.ServerResponse);
   };
 
@@ -156,7 +166,9 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
 
   // Compat objects (Http2ServerRequest/Response) for everything the fast path
   // does not take: this server never listens; streams are emitted into it.
-  const compat = http2.createServer({}, (req, res) => handleRequest(req, res as unknown as MinimalResponse));
+  const compat = http2.createServer({}, (req, res) =>
+    handleRequest(req, res as unknown as MinimalResponse),
+  );
   const h2Settings = { maxConcurrentStreams: limits.maxConcurrentStreams };
   const h2 = http2.createServer({
     settings: h2Settings,
@@ -175,7 +187,10 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
         });
   h2.on("stream", (stream, headers, flags, rawHeaders) => {
     track(stream);
-    capDeadlineHeaders(headers, { maxMs: limits.maxDeadlineMs, defaultMs: limits.defaultDeadlineMs });
+    capDeadlineHeaders(headers, {
+      maxMs: limits.maxDeadlineMs,
+      defaultMs: limits.defaultDeadlineMs,
+    });
     if (fastPath(stream, headers)) return;
     compat.emit("stream", stream, headers, flags, rawHeaders);
   });

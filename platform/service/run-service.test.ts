@@ -60,7 +60,12 @@ describe("service process lifecycle", () => {
 
   it("finishes an in-flight call on SIGTERM, then exits 0", async () => {
     const port = await freePort();
-    const probe = startProbe({ PORT: String(port), PROBE_NEEDS_POSTGRES: "1", DATABASE_URL: "postgres://postgres@127.0.0.1:5432/test", DB_SCHEMA: "probe_lifecycle" });
+    const probe = startProbe({
+      PORT: String(port),
+      PROBE_NEEDS_POSTGRES: "1",
+      DATABASE_URL: "postgres://postgres@127.0.0.1:5432/test",
+      DB_SCHEMA: "probe_lifecycle",
+    });
     await waitReady(port);
     const client = createGrpcJsClient(`127.0.0.1:${port}`);
     const call = grpcUnary(client, ProbeService.method.echo, { text: "finish me", delayMs: 700 });

@@ -1,12 +1,16 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import type { Interceptor } from "@connectrpc/connect";
 import { connect as connectNats, type NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
-import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { createServiceClient, createUpstream, type Upstream } from "../clients/service-client.js";
 import { ConfigError } from "../config/env.js";
-import { loadServiceConfig, type ServiceConfig, type ServiceName } from "../config/service-config.js";
+import {
+  loadServiceConfig,
+  type ServiceConfig,
+  type ServiceName,
+} from "../config/service-config.js";
 import { createDatabase, type Database, migrateDatabase } from "../db/postgres.js";
 import { type ReadinessCheck, ReadinessMonitor } from "../health/readiness.js";
 import { createLogger } from "../log/logger.js";
@@ -42,9 +46,7 @@ export interface ServiceDefinition {
   /** drizzle-kit output folder (URL relative to the service's main.ts). */
   migrations?: URL;
   needs?: { postgres?: boolean; redis?: boolean; nats?: boolean };
-  build(
-    runtime: ServiceRuntime,
-  ): Promise<ServiceDefinitionResult> | ServiceDefinitionResult;
+  build(runtime: ServiceRuntime): Promise<ServiceDefinitionResult> | ServiceDefinitionResult;
 }
 
 export interface ServiceDefinitionResult {
@@ -186,7 +188,8 @@ export async function runService(
       }
       if (database && definition.migrations && !migrated) {
         const folder = fileURLToPath(definition.migrations);
-        if (existsSync(folder)) await migrateDatabase({ url: config.databaseUrl, schema: config.dbSchema }, folder);
+        if (existsSync(folder))
+          await migrateDatabase({ url: config.databaseUrl, schema: config.dbSchema }, folder);
         migrated = true;
       }
     });

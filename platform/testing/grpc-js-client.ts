@@ -1,13 +1,13 @@
-import * as grpc from "@grpc/grpc-js";
 import {
+  create,
   type DescMessage,
   type DescMethod,
   fromBinary,
   type MessageInitShape,
   type MessageShape,
-  create,
   toBinary,
 } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
 
 /**
  * A stock @grpc/grpc-js client driven by protobuf-es serializers: what an

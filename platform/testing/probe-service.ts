@@ -1,5 +1,5 @@
 import type { Client, ServiceImpl } from "@connectrpc/connect";
-import { ProbeService } from "../../gen/platform/testing/v1/probe_pb.js";
+import type { ProbeService } from "../../gen/platform/testing/v1/probe_pb.js";
 import {
   ConflictError,
   InvalidArgumentError,
