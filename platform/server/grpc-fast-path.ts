@@ -3,7 +3,6 @@ import { type DescMethod, type DescService, fromBinary, toBinary } from "@bufbui
 import {
   Code,
   ConnectError,
-  type ContextValues,
   createContextValues,
   createServiceImplSpec,
   type HandlerContext,
@@ -40,8 +39,6 @@ interface Route {
 }
 
 export type FastPathHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
-
-const EMPTY_VALUES: ContextValues = createContextValues();
 
 export function createGrpcFastPath(options: FastPathOptions): FastPathHandler {
   const routes = new Map<string, Route>();
@@ -207,7 +204,8 @@ async function run(
     requestHeader,
     responseHeader: new Headers(),
     responseTrailer: new Headers(),
-    values: EMPTY_VALUES,
+    // Per call: interceptors (auth) store the verified caller here.
+    values: createContextValues(),
     abort: (reason?: unknown) => controller.abort(reason),
   } as HandlerContext & { abort(reason?: unknown): void };
   try {

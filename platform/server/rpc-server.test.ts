@@ -265,6 +265,47 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
     expect(ok.response.text).toBe("alive");
   });
 
+  it("answers malformed Connect requests with a clear error and keeps serving", async () => {
+    const url = `${probe.url}/platform.testing.v1.ProbeService/Echo`;
+    const badJson = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"text": ',
+    });
+    expect(badJson.status).toBe(400);
+    expect((await badJson.json()).code).toBe("invalid_argument");
+    const wrongType = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"delayMs": "soon"}',
+    });
+    expect(wrongType.status).toBe(400);
+    // connect-node reports undecodable binary bodies as INTERNAL (its choice,
+    // unlike connect-go's INVALID_ARGUMENT); the answer is still a clean
+    // Connect error without internals, and the server keeps serving.
+    const badProto = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/proto" },
+      body: new Uint8Array([0xff, 0xff, 0xff]),
+    });
+    const badProtoBody = await badProto.json();
+    expect([400, 500]).toContain(badProto.status);
+    expect(badProtoBody.message).toMatch(/^parse binary/);
+    expect(JSON.stringify(badProtoBody)).not.toMatch(/ at |\.ts:/);
+    const unknown = await fetch(`${probe.url}/platform.testing.v1.ProbeService/Nope`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(unknown.status).toBe(404);
+    const ok = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"text": "fine"}',
+    });
+    expect(await ok.json()).toMatchObject({ text: "fine" });
+  });
+
   it("streams server-streaming responses to grpc-js and Connect clients", async () => {
     const viaGrpc = await grpcServerStream(grpcJs, ProbeService.method.count, { count: 5 });
     expect(viaGrpc.map((m) => m.n)).toEqual([1, 2, 3, 4, 5]);

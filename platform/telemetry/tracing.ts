@@ -7,6 +7,8 @@ import { BatchSpanProcessor, type SpanExporter, TracerProvider } from "@opentele
 import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions";
 
 export interface Tracing {
+  /** Exports finished spans now. */
+  flush(): Promise<void>;
   /** Flushes and stops exporting; safe to call when tracing is off. */
   shutdown(): Promise<void>;
 }
@@ -28,13 +30,16 @@ export function setupTracing(options: {
     (options.otlpEndpoint
       ? new OTLPTraceExporter({ url: `${options.otlpEndpoint.replace(/\/$/, "")}/v1/traces` })
       : undefined);
-  if (!exporter) return { shutdown: async () => {} };
+  if (!exporter) return { flush: async () => {}, shutdown: async () => {} };
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.service }),
     spanProcessors: [new BatchSpanProcessor({ exporter })],
   });
   trace.setGlobalTracerProvider(provider);
   return {
+    async flush() {
+      await provider.forceFlush();
+    },
     async shutdown() {
       await provider.shutdown();
     },

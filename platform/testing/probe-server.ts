@@ -13,9 +13,14 @@ export async function startProbeServer(
     downstream?: () => Client<typeof ProbeService>;
     grpcFastPath?: boolean;
     logLevel?: string;
+    logDestination?: NodeJS.WritableStream;
   } = {},
 ) {
-  const logger = createLogger({ service: "probe", level: options.logLevel ?? "silent" });
+  const logger = createLogger({
+    service: "probe",
+    level: options.logLevel ?? "silent",
+    ...(options.logDestination ? { destination: options.logDestination } : {}),
+  });
   const metrics = createMetrics("probe", { defaults: false });
   const readiness = new ReadinessMonitor([]);
   const server = createRpcServer({
