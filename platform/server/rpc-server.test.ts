@@ -273,7 +273,7 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
       body: '{"text": ',
     });
     expect(badJson.status).toBe(400);
-    expect((await badJson.json()).code).toBe("invalid_argument");
+    expect(((await badJson.json()) as { code: string }).code).toBe("invalid_argument");
     const wrongType = await fetch(url, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -288,7 +288,7 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
       headers: { "content-type": "application/proto" },
       body: new Uint8Array([0xff, 0xff, 0xff]),
     });
-    const badProtoBody = await badProto.json();
+    const badProtoBody = (await badProto.json()) as { message: string };
     expect([400, 500]).toContain(badProto.status);
     expect(badProtoBody.message).toMatch(/^parse binary/);
     expect(JSON.stringify(badProtoBody)).not.toMatch(/ at |\.ts:/);
