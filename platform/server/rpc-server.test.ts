@@ -4,7 +4,7 @@ import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
   createConnectTransport,
@@ -20,7 +20,12 @@ import {
 } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import { Health, HealthCheckResponse_ServingStatus } from "../../gen/health/v1/health_pb.js";
+import {
+  Health,
+  HealthCheckRequestSchema,
+  HealthCheckResponse_ServingStatus,
+  HealthCheckResponseSchema,
+} from "../../gen/health/v1/health_pb.js";
 import { ProbeService } from "../../gen/platform/testing/v1/probe_pb.js";
 import { createServiceClient, createUpstream } from "../clients/service-client.js";
 import {
@@ -368,5 +373,36 @@ describe("graceful close", () => {
     expect(response.text).toBe("slow");
     await closing;
     grpcJs.close();
+  });
+});
+
+describe("grpc.health.v1.Health/Watch", () => {
+  it("streams SERVING, then NOT_SERVING when the server starts draining", async () => {
+    const probe = await startProbeServer();
+    const grpcJs = createGrpcJsClient(`127.0.0.1:${probe.port}`);
+    const statuses: HealthCheckResponse_ServingStatus[] = [];
+    const call = grpcJs.makeServerStreamRequest(
+      "/grpc.health.v1.Health/Watch",
+      (m: { service: string }) =>
+        Buffer.from(toBinary(HealthCheckRequestSchema, create(HealthCheckRequestSchema, m))),
+      (b: Buffer) => fromBinary(HealthCheckResponseSchema, b),
+      { service: "" },
+    );
+    const both = new Promise<void>((resolve, reject) => {
+      call.on("data", (m: { status: HealthCheckResponse_ServingStatus }) => {
+        statuses.push(m.status);
+        if (statuses.length === 1) probe.readiness.drain();
+        if (statuses.length === 2) resolve();
+      });
+      call.on("error", reject);
+    });
+    await both;
+    expect(statuses).toEqual([
+      HealthCheckResponse_ServingStatus.SERVING,
+      HealthCheckResponse_ServingStatus.NOT_SERVING,
+    ]);
+    call.cancel();
+    grpcJs.close();
+    await probe.server.close();
   });
 });
