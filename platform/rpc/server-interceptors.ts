@@ -4,6 +4,9 @@ import type { Logger } from "pino";
 import { toConnectError } from "../errors/to-connect-error.js";
 import type { Metrics } from "../telemetry/metrics.js";
 import { runWithCallContext } from "./call-context.js";
+import { parseGrpcTimeout } from "./grpc-timeout.js";
+
+export { parseGrpcTimeout };
 
 const tracer = trace.getTracer("commerce-mesh/rpc");
 
@@ -102,19 +105,4 @@ function readTimeoutMs(header: Headers): number | undefined {
   const grpc = header.get("grpc-timeout");
   if (grpc === null) return undefined;
   return parseGrpcTimeout(grpc);
-}
-
-const GRPC_TIMEOUT_UNITS: Record<string, number> = {
-  H: 3_600_000,
-  M: 60_000,
-  S: 1000,
-  m: 1,
-  u: 0.001,
-  n: 0.000001,
-};
-
-export function parseGrpcTimeout(value: string): number | undefined {
-  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
-  if (!match) return undefined;
-  return Number(match[1]) * GRPC_TIMEOUT_UNITS[match[2]!]!;
 }

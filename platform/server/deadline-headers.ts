@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { parseGrpcTimeout } from "../rpc/server-interceptors.js";
+import { parseGrpcTimeout } from "../rpc/grpc-timeout.js";
 
 /**
  * Every call gets a deadline: the caller's, capped at `maxMs`, or `defaultMs`

@@ -12,6 +12,7 @@ import {
 } from "@connectrpc/connect";
 import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { parseGrpcTimeout } from "../rpc/grpc-timeout.js";
 
 /**
  * Unary gRPC over HTTP/2 without the generic Connect pipeline.
@@ -171,7 +172,7 @@ async function run(
 ): Promise<void> {
   const requestHeader = toHeaders(headers);
   const controller = new AbortController();
-  const timeoutMs = parseTimeoutHeader(headers["grpc-timeout"]);
+  const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"]);
   let timer: NodeJS.Timeout | undefined;
   const onDeadline = () => {
     const error = new ConnectError("the operation timed out", Code.DeadlineExceeded);
@@ -269,20 +270,4 @@ function toHeaders(headers: IncomingHttpHeaders): Headers {
     else out.set(key, value);
   }
   return out;
-}
-
-const UNITS: Record<string, number> = {
-  H: 3_600_000,
-  M: 60_000,
-  S: 1000,
-  m: 1,
-  u: 0.001,
-  n: 0.000001,
-};
-
-function parseTimeoutHeader(value: string | string[] | undefined): number | undefined {
-  if (typeof value !== "string") return undefined;
-  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
-  if (!match) return undefined;
-  return Number(match[1]) * UNITS[match[2]!]!;
 }
