@@ -1,5 +1,5 @@
 import { jetstream } from "@nats-io/jetstream";
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core";
 import type { TransactionSql } from "postgres";
 import { Registry } from "prom-client";
 import { v7 as uuidv7 } from "uuid";
@@ -10,6 +10,7 @@ import {
   type EventConsumer,
   type EventHandlers,
   postgresTransactions,
+  pruneInbox,
 } from "./consumer.js";
 import { listDeadLetters, replayDeadLetter } from "./dead-letters.js";
 import { silentLogger } from "./logger.js";
@@ -54,6 +55,7 @@ function consumer(
     maxAttempts?: number;
     ackWaitMs?: number;
     concurrency?: number;
+    batchSize?: number;
   } = {},
 ): EventConsumer {
   const c = createEventConsumer({
@@ -66,6 +68,7 @@ function consumer(
     backoffMs: [50, 100],
     ackWaitMs: options.ackWaitMs ?? 30_000,
     concurrency: options.concurrency ?? 4,
+    batchSize: options.batchSize ?? 32,
     deadLetters: { subjectPrefix: env.dlq.subjectPrefix },
     metricsRegistry: new Registry(),
     logger: silentLogger,
@@ -143,14 +146,15 @@ describe("event consumer", () => {
     const [poison] = await append("poison");
     await append("healthy");
 
-    await new Promise((r) => setTimeout(r, 5000));
-    console.log("DEBUG", calls, broken.stats, await env.jsm.consumers.info(env.stream.name, name));
     await waitFor("dead letter", async () => {
       const info = await env.jsm.streams.info(env.dlq.name);
       return info.state.messages === 1;
     });
     expect(calls).toBe(3);
-    await waitFor("healthy event applied", async () => (await countRows(env.database, "effects")) === 1);
+    await waitFor(
+      "healthy event applied",
+      async () => (await countRows(env.database, "effects")) === 1,
+    );
     const [letter] = await listDeadLetters(env.jsm, { stream: env.dlq.name });
     expect(letter).toMatchObject({
       reason: "handler_failed",
@@ -302,5 +306,109 @@ describe("event consumer", () => {
     const info = await env.jsm.consumers.info(env.stream.name, name);
     expect(info.num_redelivered).toBe(0);
     expect(calls).toBe(1);
+  });
+
+  it("handles a burst in shared transactions and isolates a failing event and in-batch duplicates", async () => {
+    const name = `c_${env.id}`;
+    const handlers = recordingHandlers(name, (event) => {
+      if (event.aggregateId === "poison") throw new Error("poison in a batch");
+    });
+    // Create the durable consumer, then let a backlog build up while it is stopped.
+    const setup = consumer(handlers);
+    await setup.start();
+    await setup.stop();
+    const backlog = async (events: ReturnType<typeof testEvent>[]) => {
+      const before = (await env.jsm.streams.info(env.stream.name)).state.messages;
+      const appended = await env.database.sql.begin((tx) =>
+        appendEvents(tx, events, { domain: env.domain }),
+      );
+      await waitFor("published", async () => {
+        const info = await env.jsm.streams.info(env.stream.name);
+        return info.state.messages === before + events.length;
+      });
+      return appended;
+    };
+
+    const healthy = await backlog(
+      Array.from({ length: 12 }, (_, i) => testEvent(`agg-${i % 4}`, { i })),
+    );
+    // A second copy of event 3 (as a replay would send) right behind the originals.
+    const stored = await env.jsm.streams.getMessage(env.stream.name, { seq: 4 });
+    const h = natsHeaders();
+    for (const key of stored!.header.keys()) {
+      if (key !== "Nats-Msg-Id") h.set(key, stored!.header.get(key));
+    }
+    await jetstream(env.nc).publish(stored!.subject, stored!.data, { headers: h, msgID: uuidv7() });
+    const first = consumer(handlers, { batchSize: 50, maxAttempts: 2 });
+    await first.start();
+    await waitFor("burst applied", async () => (await countRows(env.database, "effects")) === 12);
+    await waitFor("duplicate acked", () => first.stats.duplicate === 1);
+    expect(first.stats.processed).toBe(12);
+    expect(await countRows(env.database, "effects", `event_id = '${healthy[3]!.eventId}'`)).toBe(1);
+    // Some events shared a transaction (inbox rows of one transaction share now()).
+    const [shared] = await env.database.sql`
+      select count(distinct processed_at)::int as n from inbox where consumer = ${name}`;
+    expect(shared!.n).toBeLessThan(12);
+    // Per aggregate, effects were applied in sequence order.
+    const rows = await env.database.sql`
+      select aggregate_id, array_agg(aggregate_seq::int order by id) as seqs
+      from effects group by aggregate_id`;
+    for (const row of rows) expect(row.seqs).toEqual([1, 2, 3]);
+    await first.stop();
+
+    await backlog(
+      Array.from({ length: 10 }, (_, i) => testEvent(i === 4 ? "poison" : `agg-${i % 4}`, { i })),
+    );
+    const second = consumer(handlers, { batchSize: 50, maxAttempts: 2 });
+    await second.start();
+    await waitFor("dead letter", () => second.stats.dead_lettered === 1);
+    await waitFor("healthy applied", async () => (await countRows(env.database, "effects")) === 21);
+    expect(second.stats.processed).toBe(9);
+    const [agg] = await env.database.sql`
+      select count(*)::int as n, count(distinct event_id)::int as ids from effects`;
+    expect(agg).toEqual({ n: 21, ids: 21 });
+  });
+
+  it("prunes only the consumer's inbox rows older than the retention", async () => {
+    const old = uuidv7();
+    const fresh = uuidv7();
+    const otherConsumer = uuidv7();
+    await env.database.sql`
+      insert into inbox (consumer, event_id, processed_at) values
+        ('a', ${old}, now() - interval '40 days'),
+        ('a', ${fresh}, now()),
+        ('b', ${otherConsumer}, now() - interval '40 days')`;
+    const removed = await pruneInbox(env.database.sql, {
+      consumer: "a",
+      olderThanMs: 30 * 24 * 3_600_000,
+    });
+    expect(removed).toBe(1);
+    const rows = await env.database
+      .sql`select event_id::text as id from inbox order by consumer, id`;
+    expect(rows.map((r) => r.id)).toEqual([fresh, otherConsumer]);
+  });
+
+  it("dead-letters a message whose attempts all died without a result, without running the handler", async () => {
+    const name = `c_${env.id}`;
+    let calls = 0;
+    const handlers = recordingHandlers(name, () => {
+      calls++;
+    });
+    const setup = consumer(handlers, { maxAttempts: 1, ackWaitMs: 1_000 });
+    await setup.start();
+    await setup.stop();
+    const [event] = await append("agg-1");
+    // A worker takes the message and dies before finishing (no ack, no nak).
+    const raw = await jetstream(env.nc).consumers.get(env.stream.name, name);
+    const taken = await raw.next({ expires: 10_000 });
+    expect(taken?.headers?.get("Event-Id")).toBe(event!.eventId);
+
+    const c = consumer(handlers, { maxAttempts: 1, ackWaitMs: 1_000 });
+    await c.start();
+    await waitFor("dead letter", () => c.stats.dead_lettered === 1);
+    const [letter] = await listDeadLetters(env.jsm, { stream: env.dlq.name });
+    expect(letter).toMatchObject({ reason: "attempts_exhausted", attempts: 2, consumer: name });
+    expect(calls).toBe(0);
+    expect(await countRows(env.database, "effects")).toBe(0);
   });
 });

@@ -12,10 +12,10 @@ import {
   jetstreamManager,
 } from "@nats-io/jetstream";
 import { type NatsConnection, nanos } from "@nats-io/nats-core";
-import { context, type Tracer } from "@opentelemetry/api";
+import { type Context, context, type Span, type Tracer } from "@opentelemetry/api";
 import type { Sql, TransactionSql } from "postgres";
 import type { Registry as MetricsRegistry } from "prom-client";
-import { deadLetterSubject, type DeadLetterReason, publishDeadLetter } from "./dead-letters.js";
+import { type DeadLetterReason, deadLetterSubject, publishDeadLetter } from "./dead-letters.js";
 import { MalformedEventError, UnknownEventTypeError } from "./errors.js";
 import { type EventLogger, stderrLogger } from "./logger.js";
 import { type DecodedEvent, decodeEvent, EventHeader } from "./message-format.js";
@@ -37,7 +37,9 @@ interface DrizzleLike {
 
 type DrizzleTx<DB extends DrizzleLike> = Parameters<Parameters<DB["transaction"]>[0]>[0];
 
-export function drizzleTransactions<DB extends DrizzleLike>(db: DB): TransactionRunner<DrizzleTx<DB>> {
+export function drizzleTransactions<DB extends DrizzleLike>(
+  db: DB,
+): TransactionRunner<DrizzleTx<DB>> {
   return <T>(fn: (tx: DrizzleTx<DB>) => Promise<T>) => db.transaction(fn) as Promise<T>;
 }
 
@@ -98,12 +100,19 @@ export interface ConsumerOptions<Tx extends SqlExecutor> {
   ackWaitMs?: number;
   /** Interval of in-progress heartbeats while a handler runs (default ackWait / 3). */
   heartbeatMs?: number;
-  /** Handlers running at once in this process (default 16); one aggregate runs in order. */
+  /** Transactions running at once in this process (default 16); one aggregate runs in order. */
   concurrency?: number;
+  /**
+   * Events handled in one transaction when several are waiting (default 32).
+   * On any failure the batch is rolled back and its events run one by one.
+   */
+  batchSize?: number;
   /** Unacked messages across all replicas (default 1000). */
   maxAckPending?: number;
   deliverPolicy?: "all" | "new";
   deadLetters: { subjectPrefix: string };
+  /** Inbox rows of this consumer older than this are deleted hourly (default 30 days). */
+  inboxRetentionMs?: number;
   metricsRegistry?: MetricsRegistry;
   logger?: EventLogger;
   tracer?: Tracer;
@@ -127,17 +136,14 @@ export function consumerConfig(options: {
 }): Partial<ConsumerConfig> {
   // Deliveries past maxAttempts are dead-lettered without running the handler;
   // two spare deliveries let that happen even after crashes on the last attempt.
-  const maxDeliver = options.maxAttempts + 2;
-  // Ack-timeout redeliveries back off too (JetStream then uses backoff[0] as ack_wait).
-  const backoff = Array.from({ length: maxDeliver - 1 }, (_, i) =>
-    nanos(Math.min(options.ackWaitMs * 2 ** i, 15 * 60_000)),
-  );
+  // Retry backoff is applied per failure with a delayed NAK. No consumer
+  // `backoff` list: nats-server 2.9 adds backoff[n] - ack_wait to every NAK
+  // delay (a 100 ms retry became 30 s), and it would replace ack_wait.
   return {
     durable_name: options.name,
     ack_policy: AckPolicy.Explicit,
     ack_wait: nanos(options.ackWaitMs),
-    max_deliver: maxDeliver,
-    backoff,
+    max_deliver: options.maxAttempts + 2,
     max_ack_pending: options.maxAckPending,
     deliver_policy: options.deliverPolicy === "new" ? DeliverPolicy.New : DeliverPolicy.All,
     ...(options.filterSubject ? { filter_subject: options.filterSubject } : {}),
@@ -151,7 +157,7 @@ export async function ensureConsumer(
 ): Promise<void> {
   try {
     const current = await jsm.consumers.info(stream, config.durable_name);
-    const keys = ["ack_wait", "max_deliver", "backoff", "max_ack_pending", "filter_subject"] as const;
+    const keys = ["ack_wait", "max_deliver", "max_ack_pending", "filter_subject"] as const;
     const changed = keys.some(
       (key) => JSON.stringify(current.config[key] ?? null) !== JSON.stringify(config[key] ?? null),
     );
@@ -164,6 +170,31 @@ export async function ensureConsumer(
       throw err;
     }
     await jsm.consumers.add(stream, config);
+  }
+}
+
+/**
+ * Deletes inbox rows older than the retention. Keep it longer than any event
+ * can come back: stream max age, DLQ max age, and replays (default 30 days).
+ */
+export async function pruneInbox(
+  executor: SqlExecutor,
+  options: { consumer: string; olderThanMs: number; batch?: number },
+): Promise<number> {
+  const batch = options.batch ?? 5_000;
+  let total = 0;
+  for (;;) {
+    const rows = await runQuery(
+      executor,
+      `delete from inbox where consumer = $1 and event_id in (
+         select event_id from inbox
+         where consumer = $1 and processed_at < now() - make_interval(secs => $2)
+         limit $3)
+       returning 1`,
+      [options.consumer, options.olderThanMs / 1000, batch],
+    );
+    total += rows.length;
+    if (rows.length < batch) return total;
   }
 }
 
@@ -185,6 +216,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
     backoffMs = [1_000, 5_000, 30_000, 120_000],
     ackWaitMs = 30_000,
     concurrency = 16,
+    batchSize = 32,
     maxAckPending = 1_000,
     deliverPolicy = "all",
     logger = stderrLogger,
@@ -211,29 +243,38 @@ export function createEventConsumer<Tx extends SqlExecutor>(
   let messages: ConsumerMessages | undefined;
   let loopDone: Promise<void> = Promise.resolve();
   let removeSampler: (() => void) | undefined;
+  let pruneTimer: NodeJS.Timeout | undefined;
   const inFlight = new Set<Promise<void>>();
 
   // Concurrency slots.
   let free = concurrency;
   const waiters: (() => void)[] = [];
-  const acquire = () =>
-    free > 0 && waiters.length === 0
-      ? (free--, Promise.resolve())
-      : new Promise<void>((resolve) => waiters.push(resolve));
+  const acquire = (): Promise<void> => {
+    if (free > 0 && waiters.length === 0) {
+      free--;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => waiters.push(resolve));
+  };
   const release = () => {
     const next = waiters.shift();
     if (next) next();
     else free++;
   };
 
-  // Per-aggregate chains keep one aggregate's events in delivery order.
+  // Per-aggregate chains keep one aggregate's events in delivery order: a
+  // batch starts after every earlier batch that shares an aggregate with it.
   const chains = new Map<string, Promise<void>>();
-  const runKeyed = (key: string, task: () => Promise<void>): Promise<void> => {
-    const previous = chains.get(key) ?? Promise.resolve();
-    const next = previous.then(task, task);
-    chains.set(key, next);
+  const runKeyed = (keys: string[], task: () => Promise<void>): Promise<void> => {
+    const unique = [...new Set(keys)];
+    const previous = unique.flatMap((key) => {
+      const tail = chains.get(key);
+      return tail ? [tail] : [];
+    });
+    const next = previous.length === 0 ? task() : Promise.all(previous).then(task, task);
+    for (const key of unique) chains.set(key, next);
     void next.finally(() => {
-      if (chains.get(key) === next) chains.delete(key);
+      for (const key of unique) if (chains.get(key) === next) chains.delete(key);
     });
     return next;
   };
@@ -280,7 +321,22 @@ export function createEventConsumer<Tx extends SqlExecutor>(
     }
   }
 
-  async function handle(msg: JsMsg): Promise<void> {
+  interface Work {
+    msg: JsMsg;
+    attempt: number;
+    event: DecodedEvent;
+    entry: Entry<Tx>;
+    span: Span;
+    ctx: Context;
+    started: number;
+  }
+
+  /**
+   * Everything decided without a transaction: replays meant for another
+   * consumer, undecodable messages, types without a handler, exhausted
+   * deliveries. Returns the work left for a handler.
+   */
+  async function triage(msg: JsMsg): Promise<Work | undefined> {
     const attempt = msg.info.deliveryCount;
     const replayFor = msg.headers?.has(EventHeader.replayConsumer)
       ? msg.headers.get(EventHeader.replayConsumer)
@@ -288,7 +344,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
     if (replayFor && replayFor !== name) {
       msg.ack();
       count("skipped");
-      return;
+      return undefined;
     }
     const { span, ctx } = startProcessSpan(tracer, msg.headers, {
       "messaging.destination.name": msg.subject,
@@ -301,105 +357,196 @@ export function createEventConsumer<Tx extends SqlExecutor>(
       "messaging.nats.stream.sequence": msg.info.streamSequence,
       "messaging.nats.delivery.count": attempt,
     });
-    let spanError: unknown;
     const started = performance.now();
+    let event: DecodedEvent;
     try {
-      let event: DecodedEvent;
-      try {
-        event = decodeEvent(msg, registry);
-      } catch (err) {
-        if (err instanceof UnknownEventTypeError || err instanceof MalformedEventError) {
-          spanError = err;
-          const reason = err instanceof UnknownEventTypeError ? "unknown_type" : "malformed";
-          await deadLetter(msg, reason, errorText(err), attempt);
-          return;
-        }
-        throw err;
+      event = decodeEvent(msg, registry);
+    } catch (err) {
+      if (err instanceof UnknownEventTypeError || err instanceof MalformedEventError) {
+        const reason = err instanceof UnknownEventTypeError ? "unknown_type" : "malformed";
+        await deadLetter(msg, reason, errorText(err), attempt);
+        endSpan(span, err);
+        return undefined;
       }
-      span.setAttribute("messaging.nats.event.type", event.type);
-      const entry = handlers.entries.get(event.type);
-      if (!entry) {
-        msg.ack();
-        count("skipped");
-        return;
-      }
-      if (attempt > maxAttempts) {
-        spanError = new Error("attempts exhausted");
-        await deadLetter(
-          msg,
-          "attempts_exhausted",
-          `delivered ${attempt} times; earlier attempts did not finish (crash or ack timeout)`,
-          attempt,
+      endSpan(span, err);
+      throw err;
+    }
+    span.setAttribute("messaging.nats.event.type", event.type);
+    const entry = handlers.entries.get(event.type);
+    if (!entry) {
+      msg.ack();
+      count("skipped");
+      endSpan(span);
+      return undefined;
+    }
+    if (attempt > maxAttempts) {
+      const error = `delivered ${attempt} times; earlier attempts did not finish (crash or ack timeout)`;
+      await deadLetter(msg, "attempts_exhausted", error, attempt);
+      endSpan(span, new Error(error));
+      return undefined;
+    }
+    return { msg, attempt, event, entry, span, ctx, started };
+  }
+
+  function succeeded(work: Work, applied: boolean): void {
+    work.msg.ack();
+    count(applied ? "processed" : "duplicate");
+    metrics.handlerSeconds.observe({ consumer: name }, (performance.now() - work.started) / 1000);
+    endSpan(work.span);
+  }
+
+  /** One event in its own transaction; a failure is retried or dead-lettered. */
+  async function runOne(work: Work): Promise<void> {
+    const { msg, attempt, event, entry } = work;
+    try {
+      const applied = await context.with(work.ctx, () =>
+        transaction(async (tx) => {
+          const claimed = await runQuery(
+            tx,
+            `insert into inbox (consumer, event_id) values ($1, $2::uuid)
+             on conflict do nothing returning 1 as claimed`,
+            [name, event.eventId],
+          );
+          if (claimed.length === 0) return false;
+          await entry.handle(event, { tx, attempt, streamSeq: msg.info.streamSequence });
+          return true;
+        }),
+      );
+      succeeded(work, applied);
+    } catch (err) {
+      if (attempt >= maxAttempts) {
+        await deadLetter(msg, "handler_failed", errorText(err), attempt);
+      } else {
+        const delay = backoffMs[Math.min(attempt - 1, backoffMs.length - 1)] ?? 1_000;
+        msg.nak(delay);
+        count("retried");
+        logger.warn(
+          { err, consumer: name, subject: msg.subject, attempt, retryInMs: delay },
+          "event handler failed; will retry",
         );
-        return;
       }
-      const heartbeat = setInterval(() => msg.working(), heartbeatMs);
-      try {
-        const applied = await context.with(ctx, () =>
-          transaction(async (tx) => {
-            const claimed = await runQuery(
+      endSpan(work.span, err);
+    }
+  }
+
+  /**
+   * Several events in one transaction (one inbox insert, one commit). If
+   * anything fails, nothing of the batch is kept and each event runs alone,
+   * so only the failing one is retried or dead-lettered.
+   */
+  async function runMany(batch: Work[]): Promise<void> {
+    let applied: Set<string>;
+    try {
+      applied = await transaction(async (tx) => {
+        const rows = await runQuery<{ event_id: string }>(
+          tx,
+          `insert into inbox (consumer, event_id)
+           select $1, unnest($2::uuid[])
+           on conflict do nothing returning event_id::text as event_id`,
+          [name, `{${batch.map((w) => w.event.eventId).join(",")}}`],
+        );
+        const claimed = new Set(rows.map((row) => row.event_id));
+        const ran = new Set<string>();
+        for (const work of batch) {
+          const id = work.event.eventId;
+          // The same event twice in one batch (a replay next to the original) runs once.
+          if (!claimed.has(id) || ran.has(id)) continue;
+          ran.add(id);
+          await context.with(work.ctx, () =>
+            work.entry.handle(work.event, {
               tx,
-              `insert into inbox (consumer, event_id) values ($1, $2::uuid)
-               on conflict do nothing returning 1 as claimed`,
-              [name, event.eventId],
-            );
-            if (claimed.length === 0) return false;
-            await entry.handle(event, { tx, attempt, streamSeq: msg.info.streamSequence });
-            return true;
-          }),
-        );
-        clearInterval(heartbeat);
-        msg.ack();
-        count(applied ? "processed" : "duplicate");
-        metrics.handlerSeconds.observe({ consumer: name }, (performance.now() - started) / 1000);
-      } catch (err) {
-        clearInterval(heartbeat);
-        spanError = err;
-        if (attempt >= maxAttempts) {
-          await deadLetter(msg, "handler_failed", errorText(err), attempt);
-        } else {
-          const delay = backoffMs[Math.min(attempt - 1, backoffMs.length - 1)] ?? 1_000;
-          msg.nak(delay);
-          count("retried");
-          logger.warn(
-            { err, consumer: name, subject: msg.subject, attempt, retryInMs: delay },
-            "event handler failed; will retry",
+              attempt: work.attempt,
+              streamSeq: work.msg.info.streamSequence,
+            }),
           );
         }
-      }
-    } finally {
-      endSpan(span, spanError);
+        return ran;
+      });
+    } catch {
+      for (const work of batch) await runOne(work);
+      return;
     }
+    const acked = new Set<string>();
+    for (const work of batch) {
+      const id = work.event.eventId;
+      succeeded(work, applied.has(id) && !acked.has(id));
+      acked.add(id);
+    }
+  }
+
+  async function processBatch(msgs: JsMsg[]): Promise<void> {
+    const heartbeat = setInterval(() => {
+      for (const msg of msgs) msg.working();
+    }, heartbeatMs);
+    try {
+      const work: Work[] = [];
+      for (const msg of msgs) {
+        try {
+          const item = await triage(msg);
+          if (item) work.push(item);
+        } catch (err) {
+          logger.error({ err, consumer: name, subject: msg.subject }, "event triage failed");
+          msg.nak(backoffMs[0] ?? 1_000);
+          count("retried");
+        }
+      }
+      if (work.length === 1) await runOne(work[0]!);
+      else if (work.length > 1) await runMany(work);
+    } catch (err) {
+      // Unexpected (e.g. the database is down before any transaction began):
+      // leave the messages for redelivery.
+      logger.error({ err, consumer: name }, "event handling failed");
+      for (const msg of msgs) msg.nak(backoffMs[0] ?? 1_000);
+      count("retried");
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  function aggregateKey(msg: JsMsg): string {
+    return msg.headers?.has(EventHeader.aggregateId) === true
+      ? `${msg.headers.get(EventHeader.aggregateType)}\u0000${msg.headers.get(EventHeader.aggregateId)}`
+      : `seq:${msg.info.streamSequence}`;
+  }
+
+  // Messages yielded in one burst form a batch; a batch starts when it is
+  // full or when the burst ends (setImmediate runs after the buffered ones).
+  let batch: JsMsg[] = [];
+  let flushScheduled = false;
+
+  async function dispatch(): Promise<void> {
+    const current = batch;
+    batch = [];
+    if (current.length === 0) return;
+    await acquire();
+    if (stopping) {
+      // Never started: JetStream redelivers them after ack_wait.
+      release();
+      return;
+    }
+    const task = runKeyed(current.map(aggregateKey), () => processBatch(current)).finally(() => {
+      release();
+      inFlight.delete(task);
+    });
+    inFlight.add(task);
   }
 
   async function pull(): Promise<void> {
     const consumer = await js.consumers.get(stream, name);
     while (!stopping) {
-      messages = await consumer.consume({ max_messages: Math.max(64, concurrency * 4) });
+      messages = await consumer.consume({ max_messages: Math.max(64, concurrency * batchSize) });
       for await (const msg of messages) {
         if (stopping) break;
-        await acquire();
-        if (stopping) {
-          release();
-          break;
+        batch.push(msg);
+        if (batch.length >= batchSize) {
+          await dispatch();
+        } else if (!flushScheduled) {
+          flushScheduled = true;
+          setImmediate(() => {
+            flushScheduled = false;
+            void dispatch();
+          });
         }
-        const key =
-          msg.headers?.has(EventHeader.aggregateId) === true
-            ? `${msg.headers.get(EventHeader.aggregateType)}\u0000${msg.headers.get(EventHeader.aggregateId)}`
-            : `seq:${msg.info.streamSequence}`;
-        const task = runKeyed(key, () =>
-          handle(msg).catch((err) => {
-            // Unexpected (e.g. database down before the transaction began):
-            // leave the message for redelivery.
-            logger.error({ err, consumer: name, subject: msg.subject }, "event handling failed");
-            msg.nak(backoffMs[0] ?? 1_000);
-            count("retried");
-          }),
-        ).finally(() => {
-          release();
-          inFlight.delete(task);
-        });
-        inFlight.add(task);
       }
       if (!stopping) {
         logger.warn({ consumer: name, stream }, "consume ended unexpectedly; restarting");
@@ -428,6 +575,13 @@ export function createEventConsumer<Tx extends SqlExecutor>(
         const info = await jsm.consumers.info(stream, name);
         return { pending: info.num_pending, ackPending: info.num_ack_pending };
       });
+      const inboxRetentionMs = options.inboxRetentionMs ?? 30 * 24 * 3_600_000;
+      pruneTimer = setInterval(() => {
+        transaction((tx) =>
+          pruneInbox(tx, { consumer: name, olderThanMs: inboxRetentionMs }),
+        ).catch((err) => logger.warn({ err, consumer: name }, "inbox prune failed"));
+      }, 3_600_000);
+      pruneTimer.unref();
       loopDone = pull().catch((err) => {
         if (!stopping) logger.error({ err, consumer: name }, "event consumer stopped");
       });
@@ -435,6 +589,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
     async stop() {
       stopping = true;
       removeSampler?.();
+      clearInterval(pruneTimer);
       // Wake anyone waiting for a slot so the pull loop can exit.
       for (const waiter of waiters.splice(0)) waiter();
       await messages?.close();

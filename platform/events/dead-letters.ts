@@ -1,5 +1,5 @@
 import type { JetStreamClient, JetStreamManager, PubAck, StoredMsg } from "@nats-io/jetstream";
-import { headers as natsHeaders, type MsgHdrs } from "@nats-io/nats-core";
+import { type MsgHdrs, headers as natsHeaders } from "@nats-io/nats-core";
 import { v7 as uuidv7 } from "uuid";
 import { EventError } from "./errors.js";
 import { EventHeader } from "./message-format.js";

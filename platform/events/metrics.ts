@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry, register as globalRegistry } from "prom-client";
+import { Counter, Gauge, register as globalRegistry, Histogram, type Registry } from "prom-client";
 
 /**
  * Metrics are shared per registry: several relays/consumers in one process
@@ -122,12 +122,7 @@ export function relayMetrics(registry: Registry = globalRegistry, schema: string
   };
 }
 
-export type ConsumerOutcome =
-  | "processed"
-  | "duplicate"
-  | "skipped"
-  | "retried"
-  | "dead_lettered";
+export type ConsumerOutcome = "processed" | "duplicate" | "skipped" | "retried" | "dead_lettered";
 
 export interface ConsumerMetrics {
   messages: Counter;

@@ -1,7 +1,15 @@
+import { StructSchema } from "@bufbuild/protobuf/wkt";
+import { sql } from "drizzle-orm";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startTcpProxy } from "../testing/tcp-proxy.js";
-import { createEventConsumer, type EventConsumer, postgresTransactions } from "./consumer.js";
+import {
+  createEventConsumer,
+  drizzleTransactions,
+  type EventConsumer,
+  eventHandlers,
+  postgresTransactions,
+} from "./consumer.js";
 import { silentLogger } from "./logger.js";
 import { appendEvents } from "./outbox.js";
 import { createOutboxRelay, type OutboxRelay } from "./relay.js";
@@ -14,6 +22,8 @@ import {
   testEvent,
   waitFor,
 } from "./test-support/harness.js";
+
+type DrizzleTx = Parameters<Parameters<EventsTestEnv["database"]["db"]["transaction"]>[0]>[0];
 
 let env: EventsTestEnv;
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -58,7 +68,22 @@ function consumer(name = `c_${env.id}`): EventConsumer {
 describe("outbox relay", () => {
   it("delivers a committed event exactly once and publishes nothing for a rolled-back one", async () => {
     await relay().start();
-    const c = consumer();
+    // drizzle all the way: append in a drizzle transaction, consume in one.
+    const name = `c_${env.id}`;
+    const c = createEventConsumer({
+      nc: env.nc,
+      stream: env.stream.name,
+      name,
+      transaction: drizzleTransactions(env.database.db),
+      handlers: eventHandlers<DrizzleTx>().on(StructSchema, async (event, { tx }) => {
+        await tx.execute(sql`insert into effects (consumer, event_id, aggregate_id, aggregate_seq)
+          values (${name}, ${event.eventId}, ${event.aggregateId}, ${event.aggregateSeq})`);
+      }),
+      deadLetters: { subjectPrefix: env.dlq.subjectPrefix },
+      metricsRegistry: new Registry(),
+      logger: silentLogger,
+    });
+    cleanups.push(() => c.stop());
     await c.start();
 
     await expect(
@@ -98,6 +123,17 @@ describe("outbox relay", () => {
     });
     expect(await countRows(env.database, "outbox")).toBe(1);
     expect(c.stats.processed).toBe(1);
+
+    // A burst goes through the batched (multi-event transaction) path.
+    await env.database.db.transaction((tx) =>
+      appendEvents(
+        tx,
+        Array.from({ length: 5 }, (_, i) => testEvent(`order-${i + 2}`)),
+        { domain: env.domain },
+      ),
+    );
+    await waitFor("burst", async () => (await countRows(env.database, "effects")) === 6);
+    expect(c.stats.processed).toBe(6);
   });
 
   it("keeps every event written while NATS is unreachable and delivers each once after it returns", async () => {
@@ -128,7 +164,9 @@ describe("outbox relay", () => {
     const pendingDuringOutage = await countRows(env.database, "outbox", "sent_at is null");
     expect(pendingDuringOutage).toBeGreaterThan(0);
     const metrics = await registry.getSingleMetricAsString("events_outbox_pending");
-    expect(metrics).toContain(`events_outbox_pending{schema="${env.schema}"} ${pendingDuringOutage}`);
+    expect(metrics).toContain(
+      `events_outbox_pending{schema="${env.schema}"} ${pendingDuringOutage}`,
+    );
     const age = await registry.getSingleMetric("events_outbox_oldest_pending_age_seconds")!.get();
     expect(age.values[0]!.value).toBeGreaterThan(0);
 

@@ -1,5 +1,5 @@
 import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/nats-core";
+import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core";
 import type { Tracer } from "@opentelemetry/api";
 import type { Sql, TransactionSql } from "postgres";
 import type { Registry } from "prom-client";
@@ -17,6 +17,13 @@ export interface RelayOptions {
   batchSize?: number;
   /** Polling fallback when no NOTIFY arrives (lost notification, LISTEN reconnecting). */
   pollIntervalMs?: number;
+  /**
+   * After publishing, keep polling this often for busyWindowMs (defaults 25 ms
+   * and 2 s): under load the relay finds new rows without waiting for a NOTIFY,
+   * which lets high-rate writers turn NOTIFY off (see appendEvents `notify`).
+   */
+  busyPollMs?: number;
+  busyWindowMs?: number;
   publishTimeoutMs?: number;
   retryInitialMs?: number;
   /** Cap of the retry backoff; keep well below the streams' duplicate window. */
@@ -112,6 +119,8 @@ export function createOutboxRelay(options: RelayOptions): OutboxRelay {
     nc,
     batchSize = 500,
     pollIntervalMs = 1_000,
+    busyPollMs = 25,
+    busyWindowMs = 2_000,
     publishTimeoutMs = 5_000,
     retryInitialMs = 200,
     retryMaxMs = 30_000,
@@ -263,6 +272,7 @@ export function createOutboxRelay(options: RelayOptions): OutboxRelay {
 
   async function loop(): Promise<void> {
     let failures = 0;
+    let lastPublished = Number.NEGATIVE_INFINITY;
     const backoff = () => {
       const base = Math.min(retryMaxMs, retryInitialMs * 2 ** Math.min(failures, 20));
       return base / 2 + Math.random() * (base / 2);
@@ -285,17 +295,25 @@ export function createOutboxRelay(options: RelayOptions): OutboxRelay {
       if (result.failed > 0) {
         failures++;
         logger.warn(
-          { schema, failed: result.failed, retryInMs: Math.round(backoff()), error: stats.lastError },
+          {
+            schema,
+            failed: result.failed,
+            retryInMs: Math.round(backoff()),
+            error: stats.lastError,
+          },
           "outbox publish failed; retrying with backoff",
         );
         await sleep(backoff(), false);
         continue;
       }
       failures = 0;
+      if (result.published > 0) lastPublished = performance.now();
       if (result.published > 0 && result.selected >= batchSize) continue;
       // Rows held back behind another replica's batch become ready as soon as
       // it commits; look again soon instead of after a full poll interval.
-      await sleep(result.blocked > 0 ? Math.min(50, pollIntervalMs) : pollIntervalMs, true);
+      const busy = performance.now() - lastPublished < busyWindowMs;
+      const wait = result.blocked > 0 ? 50 : busy ? busyPollMs : pollIntervalMs;
+      await sleep(Math.min(wait, pollIntervalMs), true);
     }
   }
 

@@ -39,7 +39,7 @@ export async function runQuery<Row extends Record<string, unknown>>(
 ): Promise<Row[]> {
   if (isPostgresJs(executor)) {
     // biome-ignore lint/suspicious/noExplicitAny: postgres.js types parameters loosely
-    const rows = await executor.unsafe(text, params as any[]);
+    const rows = await executor.unsafe(text, params as any[], { prepare: true });
     return rows as unknown as Row[];
   }
   const result = await executor.execute(toDrizzle(text, params));

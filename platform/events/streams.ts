@@ -4,9 +4,9 @@ import {
   JetStreamApiError,
   type JetStreamManager,
   RetentionPolicy,
+  StorageType,
   type StreamConfig,
   type StreamInfo,
-  StorageType,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/nats-core";
 import { EventError } from "./errors.js";
@@ -14,7 +14,10 @@ import { EventError } from "./errors.js";
 export interface StreamLimits {
   /** Messages older than this are discarded (default 7 days). */
   maxAgeMs?: number;
-  /** Total stream size cap (default 10 GiB; oldest messages are discarded). */
+  /**
+   * Total stream size cap (default 2 GiB; oldest messages are discarded).
+   * JetStream reserves it up front against the server's storage limit.
+   */
   maxBytes?: number;
   /** Message count cap (default unlimited). */
   maxMsgs?: number;
@@ -63,6 +66,7 @@ export function deadLetterStream(
     subjects: [`${subjectPrefix}.>`],
     description: "dead letters: messages a consumer gave up on, with reason",
     maxAgeMs: 30 * 24 * 3_600_000,
+    maxBytes: 1024 ** 3,
     ...limits,
   };
 }
@@ -81,7 +85,7 @@ function toConfig(spec: StreamSpec): Partial<StreamConfig> & { name: string } {
     discard: DiscardPolicy.Old,
     num_replicas: spec.replicas ?? 1,
     max_age: nanos(spec.maxAgeMs ?? 7 * 24 * 3_600_000),
-    max_bytes: spec.maxBytes ?? 10 * 1024 ** 3,
+    max_bytes: spec.maxBytes ?? 2 * 1024 ** 3,
     max_msgs: spec.maxMsgs ?? -1,
     max_msg_size: spec.maxMsgSize ?? 1024 * 1024,
     duplicate_window: nanos(spec.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW_MS),
@@ -121,6 +125,11 @@ export async function provisionStreams(
   const infos: StreamInfo[] = [];
   for (const spec of specs) {
     const wanted = toConfig(spec);
+    if ((wanted.max_age ?? 0) > 0 && (wanted.duplicate_window ?? 0) > (wanted.max_age ?? 0)) {
+      throw new StreamProvisioningError(
+        `stream ${spec.name}: duplicate window is longer than max age (JetStream refuses it)`,
+      );
+    }
     let current: StreamInfo | undefined;
     try {
       current = await jsm.streams.info(spec.name);

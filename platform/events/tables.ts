@@ -54,12 +54,13 @@ export const outbox = pgTable(
     uniqueIndex("outbox_event_id_key").on(t.eventId),
     uniqueIndex("outbox_aggregate_seq_key").on(t.aggregateType, t.aggregateId, t.aggregateSeq),
     // The relay scans only unsent rows; the partial index stays small.
-    index("outbox_pending_idx")
-      .on(t.position)
+    index("outbox_pending_idx").on(t.position).where(sql`sent_at is null`),
+    // The relay's "earlier unsent event of this aggregate?" check must not wade
+    // through an aggregate's sent (not yet pruned) history.
+    index("outbox_pending_aggregate_idx")
+      .on(t.aggregateType, t.aggregateId, t.aggregateSeq)
       .where(sql`sent_at is null`),
-    index("outbox_sent_at_idx")
-      .on(t.sentAt)
-      .where(sql`sent_at is not null`),
+    index("outbox_sent_at_idx").on(t.sentAt).where(sql`sent_at is not null`),
   ],
 );
 

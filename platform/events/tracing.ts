@@ -1,3 +1,4 @@
+import type { MsgHdrs } from "@nats-io/nats-core";
 import {
   type Attributes,
   type Context,
@@ -12,7 +13,6 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import type { MsgHdrs } from "@nats-io/nats-core";
 
 /**
  * Only @opentelemetry/api here: the service's telemetry bootstrap installs the

@@ -6,7 +6,7 @@ import { StructSchema } from "@bufbuild/protobuf/wkt";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/nats-core";
 import type { TransactionSql } from "postgres";
-import { type Database, createDatabase, migrateDatabase } from "../../db/postgres.js";
+import { createDatabase, type Database, migrateDatabase } from "../../db/postgres.js";
 import { type EventHandlers, eventHandlers } from "../consumer.js";
 import type { DecodedEvent } from "../message-format.js";
 import { connectNats } from "../nats.js";
@@ -85,7 +85,11 @@ export async function createEventsTestEnv(): Promise<EventsTestEnv> {
   const nc = await openNats();
   const jsm = await jetstreamManager(nc);
   const domain = `t${id}`;
-  const stream = domainStream(domain, { maxAgeMs: 3_600_000, maxBytes: 256 * 1024 ** 2 }, `T_${id}`);
+  const stream = domainStream(
+    domain,
+    { maxAgeMs: 3_600_000, maxBytes: 256 * 1024 ** 2 },
+    `T_${id}`,
+  );
   const dlq = deadLetterStream({
     name: `T_${id}_DLQ`,
     subjectPrefix: `t${id}_dlq`,

@@ -34,4 +34,5 @@ CREATE INDEX "inbox_processed_at_idx" ON "inbox" USING btree ("processed_at");--
 CREATE UNIQUE INDEX "outbox_event_id_key" ON "outbox" USING btree ("event_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "outbox_aggregate_seq_key" ON "outbox" USING btree ("aggregate_type","aggregate_id","aggregate_seq");--> statement-breakpoint
 CREATE INDEX "outbox_pending_idx" ON "outbox" USING btree ("position") WHERE sent_at is null;--> statement-breakpoint
+CREATE INDEX "outbox_pending_aggregate_idx" ON "outbox" USING btree ("aggregate_type","aggregate_id","aggregate_seq") WHERE sent_at is null;--> statement-breakpoint
 CREATE INDEX "outbox_sent_at_idx" ON "outbox" USING btree ("sent_at") WHERE sent_at is not null;

@@ -1,0 +1,260 @@
+/**
+ * Event backbone throughput (run: `npx tsx bench/events-throughput.ts`; not a test).
+ *
+ * 1. Ceiling: raw JetStream async publish from Node (same payload size,
+ *    headers and Nats-Msg-Id as a relayed event), pipelined; measured before
+ *    and after the pipeline and averaged, since a shared machine drifts.
+ * 2. Pipeline at saturation: writers commit outbox rows as fast as they can;
+ *    events/s from the first insert to the last consumer effect (relay →
+ *    JetStream → consumer transaction with inbox + effect row).
+ * 3. Pipeline at a steady open-loop rate (a quarter of 2 by default): p50/p99 of
+ *    effect commit time − event occurred time, both on this host's clock.
+ *
+ * Env: EVENTS=20000 WRITERS=8 TX_EVENTS=10 AGGREGATES=1000 CONCURRENCY=8 CONSUMER_BATCH=64
+ *      STEADY_SECONDS=10 STEADY_RATE=<events/s> DATABASE_URL NATS_URL
+ */
+import { randomBytes } from "node:crypto";
+import { toBinary } from "@bufbuild/protobuf";
+import { StructSchema } from "@bufbuild/protobuf/wkt";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { headers as natsHeaders } from "@nats-io/nats-core";
+import type { TransactionSql } from "postgres";
+import { Registry } from "prom-client";
+import { v7 as uuidv7 } from "uuid";
+import { createDatabase, migrateDatabase } from "../platform/db/postgres.js";
+import {
+  createEventConsumer,
+  eventHandlers,
+  postgresTransactions,
+} from "../platform/events/consumer.js";
+import { silentLogger } from "../platform/events/logger.js";
+import { connectNats } from "../platform/events/nats.js";
+import { appendEvents } from "../platform/events/outbox.js";
+import { createOutboxRelay } from "../platform/events/relay.js";
+import { deadLetterStream, domainStream, provisionStreams } from "../platform/events/streams.js";
+import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/harness.js";
+
+const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const EVENTS = env("EVENTS", 20_000);
+const WRITERS = env("WRITERS", 8);
+const TX_EVENTS = env("TX_EVENTS", 10);
+const AGGREGATES = env("AGGREGATES", 1_000);
+const CONCURRENCY = env("CONCURRENCY", 8);
+const CONSUMER_BATCH = env("CONSUMER_BATCH", 64);
+// NOTIFY=0: writers skip pg_notify and the relay polls every POLL_MS instead.
+const NOTIFY = env("NOTIFY", 1) === 1;
+const POLL_MS = env("POLL_MS", NOTIFY ? 1_000 : 20);
+const STEADY_SECONDS = env("STEADY_SECONDS", 10);
+const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+
+const id = randomBytes(4).toString("hex");
+const schema = `bench_ev_${id}`;
+const domain = `bench${id}`;
+
+function sampleEvent(i: number) {
+  return testEvent(`agg-${i % AGGREGATES}`, { order: `o-${i}`, total: i, currency: "EUR" });
+}
+
+// A closed pipe (`| head`) must not kill the run before it cleans up.
+process.stdout.on("error", () => {});
+
+async function main() {
+  await migrateDatabase({ url: DATABASE_URL, schema }, EVENTS_MIGRATIONS);
+  const writers = createDatabase({ url: DATABASE_URL, schema, maxConnections: WRITERS });
+  const relayDb = createDatabase({ url: DATABASE_URL, schema, maxConnections: 2 });
+  const consumerDb = createDatabase({
+    url: DATABASE_URL,
+    schema,
+    maxConnections: Math.min(CONCURRENCY, 40),
+  });
+  await writers.sql.unsafe(`create table effects (
+    event_id uuid primary key, occurred_at timestamptz not null,
+    applied_at timestamptz not null default clock_timestamp())`);
+  const nc = await connectNats({ servers: NATS_URL, name: "bench-events" });
+  const consumerNc = await connectNats({ servers: NATS_URL, name: "bench-events-consumer" });
+  const jsm = await jetstreamManager(nc);
+  const limits = { maxAgeMs: 3_600_000, maxBytes: 1024 ** 3 };
+  const stream = domainStream(domain, limits, `BENCH_${id}`);
+  const raw = domainStream(`${domain}raw`, limits, `BENCH_${id}_RAW`);
+  const dlq = deadLetterStream({
+    name: `BENCH_${id}_DLQ`,
+    subjectPrefix: `${domain}_dlq`,
+    ...limits,
+  });
+  await provisionStreams(jsm, [stream, raw, dlq]);
+
+  const cleanup = async () => {
+    for (const s of [stream, raw, dlq]) await jsm.streams.delete(s.name).catch(() => {});
+    await writers.sql.unsafe(`drop schema if exists "${schema}" cascade`).catch(() => {});
+    await Promise.allSettled([writers.close(), relayDb.close(), consumerDb.close()]);
+    await Promise.allSettled([nc.close(), consumerNc.close()]);
+  };
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  try {
+    // ---- 1. raw JetStream async publish ceiling (again after the pipeline) ----
+    const js = jetstream(nc);
+    const payload = toBinary(StructSchema, sampleEvent(1).message as never);
+    const rawPublish = async (label: string): Promise<number> => {
+      const window = 2_000;
+      let inFlight: Promise<unknown>[] = [];
+      const started = performance.now();
+      for (let i = 0; i < EVENTS; i++) {
+        const h = natsHeaders();
+        const eventId = uuidv7();
+        h.set("Event-Type", "google.protobuf.Struct");
+        h.set("Event-Id", eventId);
+        h.set("Event-Time", new Date().toISOString());
+        h.set("Aggregate-Type", "thing");
+        h.set("Aggregate-Id", `agg-${i % AGGREGATES}`);
+        h.set("Aggregate-Seq", String(i));
+        h.set("Schema-Version", "1");
+        inFlight.push(
+          js.publish(`${domain}raw.thing.struct`, payload, { msgID: eventId, headers: h }),
+        );
+        if (inFlight.length >= window) {
+          await Promise.all(inFlight);
+          inFlight = [];
+        }
+      }
+      await Promise.all(inFlight);
+      const seconds = (performance.now() - started) / 1000;
+      const rate = EVENTS / seconds;
+      console.log(
+        `raw JetStream async publish (${label}): ${EVENTS} msgs in ${seconds.toFixed(2)} s = ${rate.toFixed(0)} msg/s (payload ${payload.byteLength} B, 7 headers, msgID)`,
+      );
+      return rate;
+    };
+    const rawBefore = await rawPublish("before");
+
+    // ---- pipeline components ----
+    const relay = createOutboxRelay({
+      sql: relayDb.sql,
+      schema,
+      nc,
+      registry: new Registry(),
+      logger: silentLogger,
+      batchSize: 1_000,
+      pollIntervalMs: POLL_MS,
+    });
+    const consumer = createEventConsumer({
+      nc: consumerNc,
+      stream: stream.name,
+      name: `bench_${id}`,
+      transaction: postgresTransactions(consumerDb.sql),
+      handlers: eventHandlers<TransactionSql>().on(StructSchema, async (event, { tx }) => {
+        await tx`insert into effects (event_id, occurred_at)
+                 values (${event.eventId}, ${event.occurredAt.toISOString()}::timestamptz)`;
+      }),
+      concurrency: CONCURRENCY,
+      batchSize: CONSUMER_BATCH,
+      maxAckPending: 10_000,
+      deadLetters: { subjectPrefix: dlq.subjectPrefix },
+      metricsRegistry: new Registry(),
+      logger: silentLogger,
+    });
+    await relay.start();
+    await consumer.start();
+
+    const effects = async () => {
+      const [row] = await writers.sql`select count(*)::int as n from effects`;
+      return Number(row!.n);
+    };
+    const waitForEffects = async (n: number) => {
+      for (;;) {
+        if ((await effects()) >= n) return;
+        if (consumer.stats.dead_lettered > 0) {
+          throw new Error(`consumer dead-lettered events: ${JSON.stringify(consumer.stats)}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+
+    // ---- 2. saturation ----
+    let next = 0;
+    const satStart = performance.now();
+    await Promise.all(
+      Array.from({ length: WRITERS }, async () => {
+        while (next < EVENTS) {
+          const from = next;
+          next += TX_EVENTS;
+          const count = Math.min(TX_EVENTS, EVENTS - from);
+          await writers.sql.begin((tx) =>
+            appendEvents(
+              tx,
+              Array.from({ length: count }, (_, k) => sampleEvent(from + k)),
+              { domain, notify: NOTIFY },
+            ),
+          );
+        }
+      }),
+    );
+    const insertSeconds = (performance.now() - satStart) / 1000;
+    await waitForEffects(EVENTS);
+    const satSeconds = (performance.now() - satStart) / 1000;
+    const satRate = EVENTS / satSeconds;
+    const [satLat] = await writers.sql`
+      select percentile_cont(0.5) within group (order by extract(epoch from applied_at - occurred_at)) * 1000 as p50,
+             percentile_cont(0.99) within group (order by extract(epoch from applied_at - occurred_at)) * 1000 as p99
+      from effects`;
+    console.log(
+      `pipeline at saturation: ${EVENTS} events (${WRITERS} writers × ${TX_EVENTS}/tx, ${AGGREGATES} aggregates, ` +
+        `notify ${NOTIFY}, consumer ${CONCURRENCY}×${CONSUMER_BATCH}) ` +
+        `inserted in ${insertSeconds.toFixed(2)} s, all effects after ${satSeconds.toFixed(2)} s = ${satRate.toFixed(0)} events/s ` +
+        `(latency under backlog p50 ${Number(satLat!.p50).toFixed(0)} ms, p99 ${Number(satLat!.p99).toFixed(0)} ms)`,
+    );
+
+    // ---- 3. steady open-loop load ----
+    const rate = env("STEADY_RATE", Math.max(100, Math.floor(satRate / 4)));
+    const steadyTotal = Math.floor(rate * STEADY_SECONDS);
+    const before = await effects();
+    await writers.sql`truncate effects`;
+    const tickMs = 10;
+    const perTick = rate / (1000 / tickMs);
+    let produced = 0;
+    let carry = 0;
+    const steadyStart = performance.now();
+    const pending: Promise<unknown>[] = [];
+    while (produced < steadyTotal) {
+      const due = Math.floor(((performance.now() - steadyStart) / tickMs) * perTick) - produced;
+      carry = Math.min(due, steadyTotal - produced);
+      for (let k = 0; k < carry; k++) {
+        const i = EVENTS + produced + k;
+        // One event per transaction: the common shape of a command handler.
+        pending.push(writers.sql.begin((tx) => appendEvents(tx, [sampleEvent(i)], { domain })));
+      }
+      produced += carry;
+      await new Promise((resolve) => setTimeout(resolve, tickMs));
+    }
+    await Promise.all(pending);
+    const offeredSeconds = (performance.now() - steadyStart) / 1000;
+    await waitForEffects(steadyTotal);
+    const [lat] = await writers.sql`
+      select percentile_cont(0.5) within group (order by extract(epoch from applied_at - occurred_at)) * 1000 as p50,
+             percentile_cont(0.99) within group (order by extract(epoch from applied_at - occurred_at)) * 1000 as p99,
+             max(extract(epoch from applied_at - occurred_at)) * 1000 as max
+      from effects`;
+    void before;
+    console.log(
+      `pipeline at steady ${rate} events/s offered (achieved ${(steadyTotal / offeredSeconds).toFixed(0)}/s over ${offeredSeconds.toFixed(1)} s, ${steadyTotal} events, 1/tx): ` +
+        `end-to-end p50 ${Number(lat!.p50).toFixed(1)} ms, p99 ${Number(lat!.p99).toFixed(1)} ms, max ${Number(lat!.max).toFixed(1)} ms`,
+    );
+    await consumer.stop();
+    await relay.stop();
+    const rawAfter = await rawPublish("after");
+    const rawRate = (rawBefore + rawAfter) / 2;
+    console.log(
+      `ratio pipeline/raw = ${(satRate / rawRate).toFixed(2)} (raw = mean of before/after ${rawRate.toFixed(0)} msg/s; target ≥ 0.5); ` +
+        `consumer stats ${JSON.stringify(consumer.stats)}`,
+    );
+  } finally {
+    await cleanup();
+  }
+}
+
+await main();
