@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -61,6 +62,8 @@ export interface MeshConfig {
   readonly stopGraceMs: number;
   readonly seed: boolean;
   readonly color: boolean;
+  /** Shared by every service for mesh-internal calls (platform/auth service tokens). */
+  readonly serviceTokenSecret: string;
 }
 
 export const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/commerce";
@@ -125,6 +128,9 @@ export function readMeshConfig(env: Env, root: string = moduleRoot()): MeshConfi
     readyTimeoutMs: readInt(env, "MESH_READY_TIMEOUT_MS", 120_000, { min: 1000 }),
     stopGraceMs: readInt(env, "MESH_STOP_GRACE_MS", 15_000, { min: 100 }),
     seed: readBool(env, "MESH_SEED", true),
+    // One random secret per local mesh unless the caller pins one.
+    serviceTokenSecret:
+      readOptionalString(env, "SERVICE_TOKEN_SECRET") ?? randomBytes(32).toString("base64url"),
     color: !noColor && (readBool(env, "FORCE_COLOR", false) || process.stdout.isTTY === true),
   };
 }
@@ -144,6 +150,7 @@ export function serviceEnv(
     DATABASE_URL: config.databaseUrl,
     NATS_URL: config.natsUrl,
     REDIS_URL: config.redisUrl,
+    SERVICE_TOKEN_SECRET: config.serviceTokenSecret,
   });
   for (const upstream of config.services) env[upstreamEnv(upstream.name)] = upstream.url;
   return env;

@@ -37,6 +37,8 @@ export interface UpstreamOptions {
   breakerThreshold?: number;
   breakerHalfOpenAfterMs?: number;
   retryAttempts?: number;
+  /** Extra client interceptors (e.g. the service token for mesh-internal calls). */
+  interceptors?: Interceptor[];
   transport?: Transport;
 }
 
@@ -52,7 +54,7 @@ export interface Upstream {
   readonly name: string;
   readonly transport: Transport;
   readonly breaker: ReturnType<typeof circuitBreaker>;
-  readonly options: Required<Omit<UpstreamOptions, "transport">>;
+  readonly options: Required<Omit<UpstreamOptions, "transport" | "interceptors">>;
 }
 
 const headerSetter = {
@@ -84,7 +86,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       baseUrl: options.baseUrl,
       readMaxBytes: resolved.maxMessageBytes,
       writeMaxBytes: resolved.maxMessageBytes,
-      interceptors: [propagateContext],
+      interceptors: [propagateContext, ...(options.interceptors ?? [])],
     });
   const breaker = circuitBreaker(
     handleWhen((error) => error instanceof ConnectError && INFRASTRUCTURE_CODES.has(error.code)),

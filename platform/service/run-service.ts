@@ -4,6 +4,11 @@ import type { Interceptor } from "@connectrpc/connect";
 import { connect as connectNats, type NatsConnection } from "@nats-io/transport-node";
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { createAccessPolicyInterceptor } from "../auth/access-policy-interceptor.js";
+import { loadAuthConfig } from "../auth/auth-config.js";
+import { createMeshTokenVerifier } from "../auth/mesh-verifier.js";
+import { createServiceTokenInterceptor, createServiceTokenSource } from "../auth/service-tokens.js";
+import type { TokenVerifier } from "../auth/token-verifier.js";
 import { createServiceClient, createUpstream, type Upstream } from "../clients/service-client.js";
 import { ConfigError } from "../config/env.js";
 import {
@@ -14,7 +19,11 @@ import {
 import { createDatabase, type Database, migrateDatabase } from "../db/postgres.js";
 import { type ReadinessCheck, ReadinessMonitor } from "../health/readiness.js";
 import { createLogger } from "../log/logger.js";
-import { createRpcServer, type ServiceRegistration } from "../server/rpc-server.js";
+import {
+  createRpcServer,
+  type RpcServerOptions,
+  type ServiceRegistration,
+} from "../server/rpc-server.js";
 import { createMetrics, type Metrics } from "../telemetry/metrics.js";
 import { setupTracing } from "../telemetry/tracing.js";
 
@@ -52,8 +61,12 @@ export interface ServiceDefinition {
 export interface ServiceDefinitionResult {
   services: ServiceRegistration[];
   background?: BackgroundTask[];
-  /** Server interceptors run inside the platform one (e.g. access policy). */
+  /** Server interceptors run inside the platform one and the access policy. */
   interceptors?: Interceptor[];
+  /** Verifies bearer tokens; default: identity's JWKS (+ service tokens). */
+  tokenVerifier?: TokenVerifier;
+  /** Extra front-door handlers for the server (the edge); see RpcServerOptions. */
+  http?: Pick<RpcServerOptions, "httpHandler" | "streamHandler" | "upgradeHandler">;
 }
 
 export interface RunningService {
@@ -75,8 +88,10 @@ export async function runService(
   options: { env?: NodeJS.ProcessEnv; handleSignals?: boolean } = {},
 ): Promise<RunningService> {
   let config: ServiceConfig;
+  let authConfig: ReturnType<typeof loadAuthConfig>;
   try {
     config = loadServiceConfig(definition.name, options.env ?? process.env);
+    authConfig = loadAuthConfig(options.env ?? process.env);
   } catch (error) {
     if (error instanceof ConfigError && (options.handleSignals ?? true)) {
       process.stderr.write(`${definition.name}: ${error.message}\n`);
@@ -107,6 +122,14 @@ export async function runService(
     : undefined;
   redis?.on("error", (error) => logger.debug({ err: error }, "redis error"));
   const upstreams = new Map<ServiceName, Upstream>();
+  const serviceTokens = authConfig.serviceTokenSecret
+    ? createServiceTokenSource({
+        service: definition.name,
+        secret: authConfig.serviceTokenSecret,
+        issuer: authConfig.serviceIssuer,
+        audience: authConfig.audience,
+      })
+    : undefined;
   const runtime: ServiceRuntime = {
     config,
     logger,
@@ -122,6 +145,8 @@ export async function runService(
           baseUrl: config.upstreams[name],
           maxMessageBytes: config.limits.maxMessageBytes,
           maxTimeoutMs: config.limits.maxDeadlineMs,
+          // Mesh-internal calls act as this service (role "service").
+          interceptors: serviceTokens ? [createServiceTokenInterceptor(serviceTokens)] : [],
         });
         upstreams.set(name, upstream);
       }
@@ -160,6 +185,13 @@ export async function runService(
   }
   const readiness = new ReadinessMonitor(checks);
   const built = await definition.build(runtime);
+  // Every service enforces the contract's access policies (defense in depth).
+  const accessPolicy = createAccessPolicyInterceptor({
+    verifier:
+      built.tokenVerifier ??
+      createMeshTokenVerifier(authConfig, () => runtime.upstream("identity")),
+    logger,
+  });
   const server = createRpcServer({
     name: definition.name,
     host: config.host,
@@ -169,7 +201,8 @@ export async function runService(
     metrics,
     readiness,
     limits: config.limits,
-    ...(built.interceptors ? { interceptors: built.interceptors } : {}),
+    interceptors: [accessPolicy, ...(built.interceptors ?? [])],
+    ...built.http,
   });
   const port = await server.listen();
 
@@ -188,8 +221,10 @@ export async function runService(
       }
       if (database && definition.migrations && !migrated) {
         const folder = fileURLToPath(definition.migrations);
-        if (existsSync(folder))
-          await migrateDatabase({ url: config.databaseUrl, schema: config.dbSchema }, folder);
+        // A service that declares migrations must ship them: starting without
+        // its tables and reporting ready would be worse than not starting.
+        if (!existsSync(folder)) throw new Error(`migrations folder ${folder} is missing`);
+        await migrateDatabase({ url: config.databaseUrl, schema: config.dbSchema }, folder);
         migrated = true;
       }
     });

@@ -1,12 +1,11 @@
-import { IdentityService } from "../../gen/commerce/identity/v1/identity_service_pb.js";
-import { registerService } from "../../platform/server/rpc-server.js";
+import { ConfigError } from "../../platform/config/env.js";
 import { runService } from "../../platform/service/run-service.js";
+import { createIdentityDefinition } from "./service.js";
 
-// Handlers arrive with the identity issue; until then every RPC answers
-// UNIMPLEMENTED while health, readiness, metrics and reflection work.
-await runService({
-  name: "identity",
-  migrations: new URL("./migrations/", import.meta.url),
-  needs: { postgres: true, redis: true, nats: true },
-  build: () => ({ services: [registerService(IdentityService, {})] }),
-});
+try {
+  await runService(createIdentityDefinition());
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`identity: ${error.message}\n`);
+  process.exit(1);
+}
