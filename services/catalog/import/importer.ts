@@ -1,0 +1,345 @@
+import { createWriteStream, type WriteStream } from "node:fs";
+import type { Sql, TransactionSql } from "postgres";
+import { v7 as uuidv7 } from "uuid";
+import { StockAdjustmentReason } from "../../../gen/commerce/catalog/v1/stock_pb.js";
+import type { OutboxEvent } from "../../../platform/events/outbox.js";
+import type { CatalogEvents } from "../events/catalog-events.js";
+import { toStock } from "../inventory/reservation-row.js";
+import { changedPaths } from "../products/catalog-handlers.js";
+import type { ProductFields } from "../products/product-fields.js";
+import { PRODUCT_COLUMNS, type ProductRow, toProduct } from "../products/product-row.js";
+import { fieldsOf } from "../products/product-store.js";
+import { type FeedFormat, type FeedRow, openFeed } from "./feed-reader.js";
+import { type ImportRow, normaliseRow } from "./feed-row.js";
+
+export interface ImportReport {
+  read: number;
+  inserted: number;
+  updated: number;
+  unchanged: number;
+  rejected: number;
+  /** Rows whose stock could not be set because it is below the reserved units. */
+  stockSkipped: number;
+  stockChanged: number;
+  seconds: number;
+  rowsPerSecond: number;
+  rejectsPath: string;
+}
+
+export interface ImportProgress {
+  rows: number;
+  bytes: number;
+  totalBytes: number;
+  elapsedMs: number;
+}
+
+export interface ImportOptions {
+  /** postgres.js client whose search_path selects the catalog schema. */
+  sql: Sql;
+  events: CatalogEvents;
+  path: string;
+  format: FeedFormat;
+  rejectsPath: string;
+  batchSize?: number;
+  /** Batches in flight at once, each in its own transaction (default 2). */
+  concurrency?: number;
+  lowStockThreshold?: number;
+  onProgress?: (progress: ImportProgress) => void;
+}
+
+interface ExistingRow extends ProductRow {
+  on_hand: string;
+  reserved: string;
+}
+
+interface Counts {
+  inserted: number;
+  updated: number;
+  unchanged: number;
+  stockSkipped: number;
+  stockChanged: number;
+}
+
+/**
+ * The bulk import (ETL): stream → validate/normalise → upsert by SKU in
+ * batches, one transaction per batch, with the same events as the RPCs.
+ * Unchanged rows are not written at all, so a second run of the same file
+ * changes nothing (no version bump, no event). Bad rows go to the reject
+ * file with their reason and never stop the run.
+ */
+export async function importFeed(options: ImportOptions): Promise<ImportReport> {
+  const { sql, events, batchSize = 1000, concurrency = 2 } = options;
+  const started = performance.now();
+  const categories = new Map(
+    (await sql<{ slug: string; id: string }[]>`select slug, id from categories`).map((c) => [
+      c.slug,
+      c.id,
+    ]),
+  );
+  const feed = await openFeed(options.path, options.format);
+  const rejects = createWriteStream(options.rejectsPath, { encoding: "utf8" });
+  const counts: Counts = {
+    inserted: 0,
+    updated: 0,
+    unchanged: 0,
+    stockSkipped: 0,
+    stockChanged: 0,
+  };
+  let read = 0;
+  let rejected = 0;
+  const firstLineOfSku = new Map<string, number>();
+  let batch: ImportRow[] = [];
+
+  const reject = async (row: FeedRow, reason: string) => {
+    rejected++;
+    await write(rejects, `${JSON.stringify({ line: row.line, reason, row: row.fields })}\n`);
+  };
+  // Batches hold disjoint SKUs (duplicates are rejected above), so they can
+  // commit in any order; two in flight keep both Node and Postgres busy.
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const rows = batch;
+    batch = [];
+    const task: Promise<void> = sql
+      .begin((tx) => upsertBatch(tx, rows, events, counts, options.lowStockThreshold))
+      .then(
+        () => {},
+        (error: unknown) => {
+          failure ??= error;
+        },
+      )
+      .finally(() => inFlight.delete(task));
+    inFlight.add(task);
+    while (inFlight.size >= concurrency) await Promise.race(inFlight);
+    if (failure) throw failure;
+  };
+
+  try {
+    for await (const raw of feed.rows) {
+      read++;
+      if (raw.error) {
+        await reject(raw, raw.error);
+      } else {
+        const result = normaliseRow(raw.line, raw.fields, categories);
+        if (!result.ok) {
+          await reject(raw, result.reason);
+        } else {
+          const earlier = firstLineOfSku.get(result.row.sku);
+          if (earlier !== undefined) {
+            await reject(raw, `duplicate sku "${result.row.sku}" (first on line ${earlier})`);
+          } else {
+            firstLineOfSku.set(result.row.sku, raw.line);
+            batch.push(result.row);
+            if (batch.length >= batchSize) await flush();
+          }
+        }
+      }
+      if (read % 1000 === 0) {
+        options.onProgress?.({
+          rows: read,
+          bytes: feed.bytesRead(),
+          totalBytes: feed.totalBytes,
+          elapsedMs: performance.now() - started,
+        });
+      }
+    }
+    await flush();
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+  } finally {
+    await Promise.allSettled(inFlight);
+    await new Promise<void>((resolve) => rejects.end(resolve));
+  }
+  const seconds = (performance.now() - started) / 1000;
+  options.onProgress?.({
+    rows: read,
+    bytes: feed.totalBytes,
+    totalBytes: feed.totalBytes,
+    elapsedMs: seconds * 1000,
+  });
+  return {
+    read,
+    ...counts,
+    rejected,
+    seconds,
+    rowsPerSecond: seconds > 0 ? read / seconds : read,
+    rejectsPath: options.rejectsPath,
+  };
+}
+
+function write(stream: WriteStream, text: string): Promise<void> {
+  return stream.write(text)
+    ? Promise.resolve()
+    : new Promise((resolve) => stream.once("drain", resolve));
+}
+
+function toFields(row: ImportRow): ProductFields {
+  return {
+    sku: row.sku,
+    name: row.name,
+    description: row.description,
+    priceMinor: row.priceMinor,
+    currency: row.currency,
+    categoryId: row.categoryId,
+    attributes: row.attributes,
+    active: row.active,
+  };
+}
+
+function productJson(id: string, f: ProductFields, stock: number | undefined) {
+  return {
+    id,
+    sku: f.sku,
+    name: f.name,
+    description: f.description,
+    price_minor: f.priceMinor.toString(),
+    currency: f.currency,
+    category_id: f.categoryId,
+    attributes: f.attributes,
+    active: f.active,
+    on_hand: stock ?? 0,
+  };
+}
+
+const RECORD = `jsonb_to_recordset($1::text::jsonb) as u(id uuid, sku text, name text, description text,
+  price_minor int8, currency text, category_id uuid, attributes jsonb, active bool, on_hand int8)`;
+
+async function upsertBatch(
+  tx: TransactionSql,
+  rows: ImportRow[],
+  events: CatalogEvents,
+  counts: Counts,
+  lowStockThreshold = 5,
+): Promise<void> {
+  // A batch lost in a crash is restored by re-running the import (rows and
+  // their outbox events commit or vanish together), so skip the commit flush.
+  await tx`set local synchronous_commit = off`;
+  // Locked in product id order, the same order reservations lock stock rows:
+  // an import running beside live traffic cannot deadlock with it.
+  const existing = await tx.unsafe<ExistingRow[]>(
+    `select ${PRODUCT_COLUMNS}, s.on_hand::text as on_hand, s.reserved::text as reserved
+     from products p join stock s on s.product_id = p.id
+     where p.sku = any(select jsonb_array_elements_text($1::text::jsonb)) and p.deleted_at is null
+     order by p.id
+     for update of p, s`,
+    [JSON.stringify(rows.map((r) => r.sku))],
+  );
+  const bySku = new Map(existing.map((row) => [row.sku, row]));
+  const inserts: ReturnType<typeof productJson>[] = [];
+  const updates: ReturnType<typeof productJson>[] = [];
+  const changedBySku = new Map<string, string[]>();
+  const stockChanges: { id: string; onHand: number; delta: number }[] = [];
+  for (const row of rows) {
+    const fields = toFields(row);
+    const current = bySku.get(row.sku);
+    if (!current) {
+      inserts.push(productJson(uuidv7(), fields, row.stock));
+      continue;
+    }
+    const changed = changedPaths(fieldsOf(current), fields);
+    if (changed.length > 0) {
+      updates.push(productJson(current.id, fields, row.stock));
+      changedBySku.set(row.sku, changed);
+    }
+    let stockChanged = false;
+    if (row.stock !== undefined && row.stock !== Number(current.on_hand)) {
+      if (row.stock < Number(current.reserved)) counts.stockSkipped++;
+      else {
+        stockChanges.push({
+          id: current.id,
+          onHand: row.stock,
+          delta: row.stock - Number(current.on_hand),
+        });
+        stockChanged = true;
+      }
+    }
+    // A stock-only change counts as an update; the product row stays as it is.
+    if (changed.length === 0) {
+      if (stockChanged) counts.updated++;
+      else counts.unchanged++;
+    }
+  }
+
+  const out: OutboxEvent[] = [];
+  if (inserts.length > 0) {
+    const inserted = await tx.unsafe<(ProductRow & { on_hand: string })[]>(
+      `with p as (
+         insert into products (id, sku, name, description, price_minor, currency, category_id, attributes, active)
+         select u.id, u.sku, u.name, u.description, u.price_minor, u.currency, u.category_id, u.attributes, u.active
+         from ${RECORD}
+         returning *
+       ), s as (
+         insert into stock (product_id, on_hand)
+         select u.id, u.on_hand from ${RECORD} join p on p.id = u.id
+         returning product_id, on_hand
+       )
+       select ${PRODUCT_COLUMNS}, s.on_hand::text as on_hand from p join s on s.product_id = p.id`,
+      [JSON.stringify(inserts)],
+    );
+    counts.inserted += inserted.length;
+    for (const row of inserted) {
+      const product = toProduct(row);
+      out.push(events.productCreated(product));
+      const onHand = Number(row.on_hand);
+      if (onHand > 0) stockChanges.push({ id: row.id, onHand, delta: onHand });
+    }
+  }
+  if (updates.length > 0) {
+    const updated = await tx.unsafe<ProductRow[]>(
+      `update products p set name = u.name, description = u.description, price_minor = u.price_minor,
+         currency = u.currency, category_id = u.category_id, attributes = u.attributes, active = u.active,
+         version = p.version + 1, updated_at = now()
+       from ${RECORD}
+       where p.id = u.id
+       returning ${PRODUCT_COLUMNS}`,
+      [JSON.stringify(updates)],
+    );
+    counts.updated += updated.length;
+    for (const row of updated)
+      out.push(events.productUpdated(toProduct(row), changedBySku.get(row.sku) ?? []));
+  }
+  if (stockChanges.length > 0) {
+    const existingIds = new Set(existing.map((e) => e.id));
+    const toUpdate = stockChanges.filter((c) => existingIds.has(c.id));
+    let levels = [] as Parameters<typeof toStock>[0][];
+    if (toUpdate.length > 0) {
+      levels = await tx.unsafe(
+        `update stock s set on_hand = u.on_hand, updated_at = now()
+         from jsonb_to_recordset($1::text::jsonb) as u(id uuid, on_hand int8)
+         where s.product_id = u.id
+         returning s.product_id, s.on_hand::text as on_hand, s.reserved::text as reserved,
+           (extract(epoch from s.updated_at) * 1000000)::int8::text as updated_us`,
+        [JSON.stringify(toUpdate.map((c) => ({ id: c.id, on_hand: c.onHand })))],
+      );
+    }
+    // New products: the level is what was just inserted (nothing can be reserved yet).
+    for (const change of stockChanges) {
+      if (existingIds.has(change.id)) continue;
+      levels.push({
+        product_id: change.id,
+        on_hand: String(change.onHand),
+        reserved: "0",
+        updated_us: String(BigInt(Date.now()) * 1000n),
+      });
+    }
+    await tx.unsafe(
+      `insert into stock_ledger (product_id, kind, delta_on_hand, reason)
+       select u.id, 'import', u.delta, 'import' from jsonb_to_recordset($1::text::jsonb) as u(id uuid, delta int8)`,
+      [JSON.stringify(stockChanges.map((c) => ({ id: c.id, delta: c.delta })))],
+    );
+    counts.stockChanged += stockChanges.length;
+    const deltaById = new Map(stockChanges.map((c) => [c.id, c.delta]));
+    for (const level of levels) {
+      const stock = toStock(level);
+      const delta = deltaById.get(stock.productId) ?? 0;
+      out.push(events.stockAdjusted(stock, BigInt(delta), StockAdjustmentReason.STOCKTAKE));
+      const after = Number(stock.available);
+      if (after - delta > lowStockThreshold && after <= lowStockThreshold) {
+        out.push(events.stockLow(stock.productId, stock.available, BigInt(lowStockThreshold)));
+      }
+    }
+  }
+  if (out.length > 0) await events.append(tx, out);
+}
