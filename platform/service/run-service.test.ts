@@ -68,8 +68,11 @@ describe("service process lifecycle", () => {
     });
     await waitReady(port);
     const client = createGrpcJsClient(`127.0.0.1:${port}`);
-    const call = grpcUnary(client, ProbeService.method.echo, { text: "finish me", delayMs: 700 });
-    await new Promise((r) => setTimeout(r, 150));
+    // Connect first, so SIGTERM lands while the slow call is in the handler
+    // rather than while the client is still dialling (slow under load).
+    await grpcUnary(client, ProbeService.method.echo, { text: "warm up" });
+    const call = grpcUnary(client, ProbeService.method.echo, { text: "finish me", delayMs: 1500 });
+    await new Promise((r) => setTimeout(r, 500));
     probe.child.kill("SIGTERM");
     const { response } = await call;
     expect(response.text).toBe("finish me");
