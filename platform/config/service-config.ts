@@ -29,6 +29,8 @@ export interface ServiceConfig {
   databaseUrl: string;
   databaseReplicaUrl: string | undefined;
   dbSchema: string;
+  /** Connections per pool (primary and replica each). */
+  databasePoolMax: number;
   natsUrl: string;
   redisUrl: string;
   otlpEndpoint: string | undefined;
@@ -82,6 +84,7 @@ export function loadServiceConfig(service: string, env: Env = process.env): Serv
     ),
     databaseReplicaUrl: readOptionalUrl(env, "DATABASE_REPLICA_URL", POSTGRES),
     dbSchema: schema,
+    databasePoolMax: readInt(env, "DATABASE_POOL_MAX", 10, { min: 1, max: 500 }),
     natsUrl: readUrl(env, "NATS_URL", "nats://127.0.0.1:4222", ["nats:", "tls:"]),
     redisUrl: readUrl(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
     otlpEndpoint: readOptionalString(env, "OTEL_EXPORTER_OTLP_ENDPOINT")

@@ -109,6 +109,7 @@ export async function runService(
         url: config.databaseUrl,
         replicaUrl: config.databaseReplicaUrl,
         schema: config.dbSchema,
+        maxConnections: config.databasePoolMax,
         applicationName: definition.name,
       })
     : undefined;
