@@ -1,6 +1,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -60,6 +61,19 @@ export interface RpcServerOptions {
   interceptors?: Interceptor[];
   /** Serve unary gRPC outside connect-node's generic pipeline (default on). */
   grpcFastPath?: boolean;
+  /**
+   * An extra front door (the edge): tried for HTTP/1.1 and HTTP/2 requests
+   * after /healthz, /readyz, /metrics and deadline capping, before Connect
+   * routing. Returns true when it answered the request.
+   */
+  httpHandler?: (
+    req: http.IncomingMessage | http2.Http2ServerRequest,
+    res: http.ServerResponse | http2.Http2ServerResponse,
+  ) => boolean;
+  /** Tried for every HTTP/2 stream before the gRPC fast path; true when it took the stream. */
+  streamHandler?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+  /** HTTP/1.1 Upgrade requests (WebSocket); without it upgrades are refused. */
+  upgradeHandler?: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 }
 
 export interface RpcServer {
@@ -152,6 +166,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       maxMs: limits.maxDeadlineMs,
       defaultMs: limits.defaultDeadlineMs,
     });
+    if (options.httpHandler?.(req, res as unknown as http.ServerResponse)) return;
     connectHandler(req as http.IncomingMessage, res as unknown as http.ServerResponse);
   };
 
@@ -163,6 +178,8 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     },
   );
   http1.keepAliveTimeout = 65_000;
+  const upgradeHandler = options.upgradeHandler;
+  if (upgradeHandler) http1.on("upgrade", (req, socket, head) => upgradeHandler(req, socket, head));
 
   // Compat objects (Http2ServerRequest/Response) for everything the fast path
   // does not take: this server never listens; streams are emitted into it.
@@ -191,6 +208,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       maxMs: limits.maxDeadlineMs,
       defaultMs: limits.defaultDeadlineMs,
     });
+    if (options.streamHandler?.(stream, headers)) return;
     if (fastPath(stream, headers)) return;
     compat.emit("stream", stream, headers, flags, rawHeaders);
   });
