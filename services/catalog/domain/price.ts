@@ -1,4 +1,4 @@
-import { currencyExponent } from "./currencies.js";
+import { currencyExponent } from "../../../platform/money/currencies.js";
 
 /** Largest amount accepted anywhere: fits int64 and keeps sums far from overflow. */
 export const MAX_PRICE_MINOR = 10n ** 15n;

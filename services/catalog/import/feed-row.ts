@@ -1,4 +1,4 @@
-import { isKnownCurrency } from "../domain/currencies.js";
+import { isKnownCurrency } from "../../../platform/money/currencies.js";
 import { PriceFormatError, parsePriceToMinor } from "../domain/price.js";
 import { charLength } from "../domain/validation.js";
 import { LIMITS } from "../products/product-fields.js";

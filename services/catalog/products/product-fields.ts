@@ -1,5 +1,5 @@
 import type { Product } from "../../../gen/commerce/catalog/v1/product_pb.js";
-import { isKnownCurrency } from "../domain/currencies.js";
+import { isKnownCurrency } from "../../../platform/money/currencies.js";
 import { MAX_PRICE_MINOR } from "../domain/price.js";
 import { checkText, optionalUuid, type Violations } from "../domain/validation.js";
 

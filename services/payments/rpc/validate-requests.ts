@@ -11,7 +11,7 @@ import {
   type FieldViolation,
   InvalidArgumentError,
 } from "../../../platform/errors/domain-errors.js";
-import { isKnownCurrency } from "../domain/currencies.js";
+import { isKnownCurrency } from "../../../platform/money/currencies.js";
 
 /**
  * Request validation, one function per message, all violations reported at

@@ -1,6 +1,6 @@
 /**
  * ISO 4217 active currency codes with their minor-unit exponent (digits after
- * the decimal point), shipped with the service so validation works offline.
+ * the decimal point), shipped with the platform so every service validates the same way, offline.
  * Funds and precious-metal codes (XAU, XDR, ...) are not sellable prices and
  * are left out on purpose.
  */
