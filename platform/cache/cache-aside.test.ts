@@ -117,6 +117,28 @@ describe("cache-aside", () => {
     ).toBe("v2");
   });
 
+  it("keeps an entry that is already at the invalidated version (late event)", async () => {
+    const cache = createCacheAside({
+      name: "late",
+      redis,
+      keyPrefix: prefix,
+      ttlSeconds: 60,
+      codec,
+    });
+    let loads = 0;
+    const load = async () => {
+      loads++;
+      return { id: "late", version: 3, label: "v3" };
+    };
+    await cache.get("late", load);
+    await cache.invalidate("late", 3);
+    expect(await cache.get("late", load)).toMatchObject({ version: 3 });
+    expect(loads).toBe(1);
+    await cache.invalidate("late", 4);
+    await cache.get("late", async () => ({ id: "late", version: 4, label: "v4" }));
+    expect(await cache.get("late", load)).toMatchObject({ version: 4, label: "v4" });
+  });
+
   it("getMany mixes hits and one batched load for the misses", async () => {
     const cache = createCacheAside({
       name: "many",

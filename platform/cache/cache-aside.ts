@@ -81,9 +81,11 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1`;
 
 // KEYS[1] key; ARGV[1] version, ARGV[2] tombstone ttl seconds
+// An entry already at (or past) the invalidated version is current: keep it.
+// A late event for the version a reader just cached must not evict it.
 const INVALIDATE = `${VERSION_OF}
 local current = version_of(redis.call('GET', KEYS[1]))
-if current and current > tonumber(ARGV[1]) then return 0 end
+if current and current >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], 'T' .. ARGV[1] .. '|', 'EX', ARGV[2])
 return 1`;
 
