@@ -1,0 +1,23 @@
+/**
+ * The service's postgres.js client is shared with drizzle, which switches off
+ * postgres.js' timestamp conversion on that client: timestamps must be sent
+ * as ISO text and come back as text. These two helpers are the one place
+ * that knows.
+ */
+export function pgTime(date: Date): string {
+  return date.toISOString();
+}
+
+export function fromPgTime(value: string | Date): Date {
+  if (value instanceof Date) return value;
+  // Postgres text output ("2026-01-02 03:04:05.123456+00") is not ISO 8601 for Date.parse in every runtime.
+  return new Date(
+    value.includes("T")
+      ? value
+      : `${value.replace(" ", "T")}${/[+-]\d\d$/.test(value) ? ":00" : ""}`,
+  );
+}
+
+export function fromPgTimeOrNull(value: string | Date | null | undefined): Date | null {
+  return value === null || value === undefined ? null : fromPgTime(value);
+}
