@@ -43,24 +43,18 @@ export function createServerInterceptor(deps: { logger: Logger; metrics: Metrics
       },
       parent,
     );
-    let code: Code | 0 = 0;
-    let failure: ConnectError | undefined;
-    try {
-      return await context.with(trace.setSpan(parent, span), () =>
-        runWithCallContext(
-          {
-            deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
-            procedure,
-            requestId,
-          },
-          () => next(req),
-        ),
-      );
-    } catch (error) {
-      failure = toConnectError(error);
-      code = failure.code;
-      throw failure;
-    } finally {
+    const callContext = {
+      deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
+      procedure,
+      requestId,
+    };
+    // Handlers (and, for streams, each step of their iterator) run inside the
+    // span and call context, so logs, outgoing calls and deadlines follow.
+    const enter = <T>(fn: () => T): T =>
+      context.with(trace.setSpan(parent, span), () => runWithCallContext(callContext, fn));
+
+    const finish = (failure: ConnectError | undefined) => {
+      const code: Code | 0 = failure ? failure.code : 0;
       const seconds = (performance.now() - started) / 1000;
       const labels = {
         rpc_service: req.service.typeName,
@@ -91,8 +85,47 @@ export function createServerInterceptor(deps: { logger: Logger; metrics: Metrics
       } else if (logger.isLevelEnabled("info")) {
         logger.info(line, "rpc");
       }
+    };
+
+    let response: Awaited<ReturnType<typeof next>>;
+    try {
+      response = await enter(() => next(req));
+    } catch (error) {
+      const failure = toConnectError(error);
+      finish(failure);
+      throw failure;
     }
+    if (!response.stream) {
+      finish(undefined);
+      return response;
+    }
+    // A streaming handler fails while its messages are read, after next()
+    // returned: map, log and measure at the end of the stream instead.
+    return { ...response, message: mapStream(response.message, enter, finish) } as typeof response;
   };
+}
+
+async function* mapStream<T>(
+  source: AsyncIterable<T>,
+  enter: <R>(fn: () => R) => R,
+  finish: (failure: ConnectError | undefined) => void,
+): AsyncGenerator<T> {
+  const iterator = source[Symbol.asyncIterator]();
+  let failure: ConnectError | undefined;
+  try {
+    for (;;) {
+      const step = await enter(() => iterator.next());
+      if (step.done) return;
+      yield step.value;
+    }
+  } catch (error) {
+    failure = toConnectError(error);
+    throw failure;
+  } finally {
+    // The client went away early: let the handler's generator clean up.
+    if (failure === undefined) await iterator.return?.();
+    finish(failure);
+  }
 }
 
 /** Connect and gRPC carry the caller's deadline in different headers. */

@@ -406,3 +406,42 @@ describe("grpc.health.v1.Health/Watch", () => {
     await probe.server.close();
   });
 });
+
+describe("errors from streaming handlers", () => {
+  it("map domain errors thrown before and during a stream, on Connect and gRPC", async () => {
+    const probe = await startProbeServer();
+    const grpcJs = createGrpcJsClient(`127.0.0.1:${probe.port}`);
+    try {
+      const connect = createClient(
+        ProbeService,
+        createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1" }),
+      );
+      const drain = async (count: number, failAt = 0) => {
+        const seen: number[] = [];
+        try {
+          for await (const m of connect.count({ count, failAt })) seen.push(m.n);
+        } catch (error) {
+          return { seen, error: ConnectError.from(error) };
+        }
+        return { seen, error: undefined };
+      };
+      const before = await drain(-1);
+      expect(before.error?.code).toBe(Code.InvalidArgument);
+      expect(before.error?.findDetails(BadRequestSchema)[0]?.fieldViolations[0]?.field).toBe(
+        "count",
+      );
+      const during = await drain(5, 3);
+      expect(during.seen).toEqual([1, 2]);
+      expect(during.error?.code).toBe(Code.Aborted);
+      expect(during.error?.findDetails(ErrorInfoSchema)[0]?.reason).toBe("STREAM_INTERRUPTED");
+      const viaGrpc = await grpcServerStream(grpcJs, ProbeService.method.count, {
+        count: 5,
+        failAt: 2,
+      }).catch((e) => e);
+      expect(viaGrpc.code).toBe(grpc.status.ABORTED);
+    } finally {
+      grpcJs.close();
+      await probe.server.close();
+    }
+  });
+});

@@ -55,7 +55,11 @@ export function createProbeService(
       }
     },
     async *count(req, ctx) {
+      if (req.count < 0) {
+        throw new InvalidArgumentError([{ field: "count", description: "must not be negative" }]);
+      }
       for (let n = 1; n <= req.count; n++) {
+        if (req.failAt === n) throw new ConflictError("stream interrupted", "STREAM_INTERRUPTED");
         if (ctx.signal.aborted) return;
         if (req.intervalMs > 0) await new Promise((r) => setTimeout(r, req.intervalMs));
         yield { n };
