@@ -14,6 +14,7 @@ import {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
+import { parseGrpcTimeout } from "../rpc/grpc-timeout.js";
 import { type Binding, compileBindings, type ResumeOverride } from "./bindings.js";
 import { decodeRequestJson, parseJsonBody } from "./json-body.js";
 import { applyPathVariables, applyQuery, maskFromBody } from "./request-builder.js";
@@ -428,16 +429,6 @@ export function publicError(error: ConnectError): ConnectError {
   }
 }
 
-const GRPC_TIMEOUT = /^(\d{1,8})([HMSmun])$/;
-const UNIT_MS: Record<string, number> = {
-  H: 3_600_000,
-  M: 60_000,
-  S: 1000,
-  m: 1,
-  u: 0.001,
-  n: 0.000001,
-};
-
 /** `grpc-timeout` or `connect-timeout-ms` (as on the RPC paths), else the default; capped. */
 export function requestTimeout(
   headers: IncomingHttpHeaders,
@@ -447,10 +438,7 @@ export function requestTimeout(
   const connect = headers["connect-timeout-ms"];
   const grpc = headers["grpc-timeout"];
   if (typeof connect === "string" && /^\d{1,10}$/.test(connect)) ms = Number(connect);
-  else if (typeof grpc === "string") {
-    const m = GRPC_TIMEOUT.exec(grpc);
-    if (m) ms = Number(m[1]) * UNIT_MS[m[2]!]!;
-  }
+  else ms = parseGrpcTimeout(grpc) ?? ms;
   return Math.max(1, Math.min(ms, limits.maxTimeoutMs));
 }
 
