@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
 import { Counter, type Registry } from "prom-client";
+import { createPeriodicTask } from "../../../platform/service/periodic-task.js";
 import type { BackgroundTask } from "../../../platform/service/run-service.js";
 import type { CatalogEvents } from "../events/catalog-events.js";
 import {
@@ -38,10 +39,6 @@ export function createReservationSweeper(options: SweeperOptions): ReservationSw
     help: "Reservations released by the expiry sweeper.",
     registers: options.registry ? [options.registry] : [],
   });
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> = Promise.resolve();
-  let stopped = true;
-
   async function sweepBatch(): Promise<number> {
     return sql.begin(async (tx) => {
       const rows = await tx.unsafe<ReservationRow[]>(
@@ -116,27 +113,11 @@ export function createReservationSweeper(options: SweeperOptions): ReservationSw
     return total;
   }
 
-  const schedule = () => {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      running = sweep()
-        .catch((error) => logger?.error({ err: error }, "reservation sweep failed"))
-        .finally(schedule);
-    }, intervalMs);
-    timer.unref();
-  };
-
-  return {
+  const task = createPeriodicTask({
     name: "reservation-sweeper",
-    sweep,
-    start() {
-      stopped = false;
-      schedule();
-    },
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await running;
-    },
-  };
+    intervalMs,
+    run: sweep,
+    onError: (error) => logger?.error({ err: error }, "reservation sweep failed"),
+  });
+  return Object.assign(task, { sweep });
 }

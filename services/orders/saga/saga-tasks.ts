@@ -9,6 +9,7 @@ import {
   eventHandlers,
   postgresTransactions,
 } from "../../../platform/events/consumer.js";
+import { createPeriodicTask } from "../../../platform/service/periodic-task.js";
 import type { BackgroundTask } from "../../../platform/service/run-service.js";
 import type { OrdersSettings } from "../orders-settings.js";
 import type { SagaDriver } from "./saga-driver.js";
@@ -90,10 +91,6 @@ export function createSagaSweeperTask(deps: {
   settings: OrdersSettings;
   logger: Logger;
 }): BackgroundTask & { sweep(): Promise<number> } {
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> = Promise.resolve();
-  let stopped = false;
-
   async function sweep(): Promise<number> {
     const due = await deps.sql<{ order_id: string }[]>`
       select order_id from order_sagas
@@ -101,7 +98,7 @@ export function createSagaSweeperTask(deps: {
       order by deadline_at limit 50`;
     let advanced = 0;
     for (const { order_id: orderId } of due) {
-      if (stopped) break;
+      if (task.stopped) break;
       try {
         const { outcome } = await deps.sql.begin((tx) =>
           deps.runner.advance(tx, orderId, { skipLocked: true }),
@@ -118,26 +115,11 @@ export function createSagaSweeperTask(deps: {
     return advanced;
   }
 
-  const schedule = () => {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      running = sweep()
-        .catch((error) => deps.logger.warn({ err: error }, "saga sweep failed"))
-        .finally(schedule);
-    }, deps.settings.sagaSweepIntervalMs);
-  };
-
-  return {
+  const task = createPeriodicTask({
     name: "orders-saga-sweeper",
-    sweep,
-    start() {
-      stopped = false;
-      schedule();
-    },
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await running;
-    },
-  };
+    intervalMs: deps.settings.sagaSweepIntervalMs,
+    run: sweep,
+    onError: (error) => deps.logger.warn({ err: error }, "saga sweep failed"),
+  });
+  return Object.assign(task, { sweep });
 }
