@@ -53,6 +53,7 @@ export async function seed(options: SeedOptions = {}): Promise<ImportReport | un
       const report = await importFeed({
         sql: database.sql,
         events: createCatalogEvents(settings.eventDomain),
+        eventDomain: settings.eventDomain,
         path: file,
         format: "ndjson",
         rejectsPath: `${file}.rejects`,

@@ -60,6 +60,7 @@ export async function runImportCli(argv: string[], env: Env = process.env): Prom
     const report = await importFeed({
       sql: database.sql,
       events: createCatalogEvents(settings.eventDomain),
+      eventDomain: settings.eventDomain,
       path,
       format: formatOf(path, values.format),
       rejectsPath: values.rejects ?? `${path}.rejects.ndjson`,

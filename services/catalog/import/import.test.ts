@@ -3,15 +3,44 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { fromBinary } from "@bufbuild/protobuf";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type ProductCreated,
+  ProductCreatedSchema,
+} from "../../../gen/commerce/catalog/v1/events_pb.js";
 import { createDatabase, type Database, migrateDatabase } from "../../../platform/db/postgres.js";
 import { TEST_DATABASE_URL, uniqueSchema } from "../../../platform/testing/service-harness.js";
 import { parsePriceToMinor } from "../domain/price.js";
 import { createCatalogEvents } from "../events/catalog-events.js";
+import { type ProductRow, toProduct } from "../products/product-row.js";
 import { ensureCategories } from "./demo-categories.js";
 import { CSV_COLUMNS, formatRow, type GeneratedRow, generateRow } from "./feed-generator.js";
 import { runImportCli } from "./import-cli.js";
 import { importFeed } from "./importer.js";
+
+/** The row fields of a ProductCreated's product (for building a follow-up event). */
+function productRowOf(event: ProductCreated): ProductRow {
+  const p = event.product!;
+  const us = (t: Timestamp | undefined) =>
+    (t!.seconds * 1_000_000n + BigInt(t!.nanos / 1000)).toString();
+  return {
+    id: p.id,
+    sku: p.sku,
+    name: p.name,
+    description: p.description,
+    price_minor: p.price!.amountMinor.toString(),
+    currency: p.price!.currencyCode,
+    category_id: p.categoryId || null,
+    attributes: p.attributes,
+    active: p.active,
+    version: "1",
+    created_us: us(p.createTime),
+    updated_us: us(p.updateTime),
+    deleted_us: null,
+  };
+}
 
 const MIGRATIONS = fileURLToPath(new URL("../migrations/", import.meta.url));
 let db: Database;
@@ -96,6 +125,7 @@ describe("bulk import", () => {
     const first = await importFeed({
       sql: db.sql,
       events: events(),
+      eventDomain: "timport",
       path,
       format: "ndjson",
       rejectsPath: `${path}.rejects`,
@@ -134,6 +164,45 @@ describe("bulk import", () => {
       (select sum(version) from products)::int as versions`;
     expect(counts!.products).toBe(good);
     expect(counts!.stock).toBe(good);
+
+    // Outbox (set-based writer): one ProductCreated per product and one
+    // StockAdjusted per product with stock, each its aggregate's sequence 1.
+    const outbox = await db.sql<{ subject: string; n: number; seqs: string[]; ctx: string[] }[]>`
+      select subject, count(*)::int as n, array_agg(distinct aggregate_seq::text) as seqs,
+             array_agg(distinct jsonb_typeof(trace_context)) as ctx
+      from outbox group by subject order by subject`;
+    const [withStock] = await db.sql`select count(*)::int as n from stock where on_hand > 0`;
+    expect(outbox).toEqual([
+      { subject: "timport.product.created", n: good, seqs: ["1"], ctx: ["object"] },
+      { subject: "timport.stock.adjusted", n: withStock!.n, seqs: ["1"], ctx: ["object"] },
+    ]);
+    const [aggregates] =
+      await db.sql`select count(*)::int as n, max(last_seq)::int as max from outbox_aggregates`;
+    expect(aggregates).toEqual({ n: good + withStock!.n, max: 1 });
+    // The payload is the product as stored (timestamps to the microsecond).
+    const [createdRow] = await db.sql<
+      { payload: Buffer; id: string; price: string; created_us: string; event_id: string }[]
+    >`select o.payload, p.id, p.price_minor::text as price, o.event_id::text as event_id,
+        (extract(epoch from p.created_at) * 1000000)::int8::text as created_us
+      from outbox o join products p on p.id::text = o.aggregate_id
+      where o.subject = 'timport.product.created' and p.sku = ${generateRow(1, 7).sku}`;
+    const event = fromBinary(ProductCreatedSchema, createdRow!.payload);
+    expect(event.product?.id).toBe(createdRow!.id);
+    expect(event.product?.price?.amountMinor.toString()).toBe(createdRow!.price);
+    const created = event.product!.createTime!;
+    expect((created.seconds * 1_000_000n + BigInt(created.nanos / 1000)).toString()).toBe(
+      createdRow!.created_us,
+    );
+    expect(createdRow!.event_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab]/);
+    // platform/events appendEvents continues the sequences the import started.
+    const appended = await db.sql.begin((tx) =>
+      events().append(tx, [
+        events().productDeleted(toProduct({ ...productRowOf(event), deleted_us: null })),
+      ]),
+    );
+    expect(appended).toMatchObject([{ aggregateId: createdRow!.id, aggregateSeq: 2 }]);
+    await db.sql`delete from outbox where aggregate_seq = 2`;
+    await db.sql`update outbox_aggregates set last_seq = 1`;
     // Prices landed exactly: row 1 of seed 7 as generated.
     const sample = generateRow(1, 7);
     const [stored] =
@@ -143,6 +212,7 @@ describe("bulk import", () => {
     const second = await importFeed({
       sql: db.sql,
       events: events(),
+      eventDomain: "timport",
       path,
       format: "ndjson",
       rejectsPath: `${path}.rejects2`,
@@ -172,6 +242,7 @@ describe("bulk import", () => {
     const second = await importFeed({
       sql: db.sql,
       events: events(),
+      eventDomain: "timport",
       path,
       format: "csv",
       rejectsPath: `${path}.rej2`,
@@ -190,6 +261,20 @@ describe("bulk import", () => {
       await db.sql`select count(*)::int as n from outbox where subject = 'timport.product.updated'
       and aggregate_id = (select id::text from products where sku = ${row3.sku})`;
     expect(updated!.n).toBe(1);
+    // Sequences continue per aggregate: created = 1, updated = 2; stock adjusted twice.
+    const seqs = await db.sql<{ subject: string; seq: number }[]>`
+      select subject, aggregate_seq::int as seq from outbox
+      where aggregate_id in (select id::text from products where sku in (${row3.sku}, ${row5.sku}))
+      order by position`;
+    expect(seqs.filter((e) => e.subject.startsWith("timport.product."))).toEqual([
+      { subject: "timport.product.created", seq: 1 },
+      { subject: "timport.product.created", seq: 1 },
+      { subject: "timport.product.updated", seq: 2 },
+    ]);
+    const stockSeqs = seqs.filter((e) => e.subject === "timport.stock.adjusted").map((e) => e.seq);
+    // row5's stock changed: a second StockAdjusted if the first import set stock, else the first.
+    const expected = [...(row3.stock > 0 ? [1] : []), ...(row5.stock > 0 ? [1, 2] : [1])];
+    expect(stockSeqs.sort()).toEqual(expected.sort());
     const [s5] =
       await db.sql`select s.on_hand::int as on_hand from stock s join products p on p.id = s.product_id where p.sku = ${row5.sku}`;
     expect(s5!.on_hand).toBe(row5.stock + 7);

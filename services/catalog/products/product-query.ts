@@ -145,9 +145,11 @@ function tsquerySql(search: SearchText, param: (value: unknown) => string): stri
   const words = search.query.match(WORD) ?? [];
   const last = words.pop();
   if (last === undefined) return `plainto_tsquery('english', ${param(search.query)})`;
-  const head = `plainto_tsquery('english', ${param(words.join(" "))})`;
   const prefix = param(`${last.toLowerCase()}:*`);
-  return `(${head} && (to_tsquery('simple', ${prefix}) || to_tsquery('english', ${prefix})))`;
+  const typed = `(to_tsquery('simple', ${prefix}) || to_tsquery('english', ${prefix}))`;
+  // No head words: plainto_tsquery('') would only add a NOTICE ("no lexemes").
+  if (words.length === 0) return typed;
+  return `(plainto_tsquery('english', ${param(words.join(" "))}) && ${typed})`;
 }
 
 export interface BuiltQuery {
@@ -191,6 +193,9 @@ export function buildProductQuery(options: {
   if (filter.active !== undefined) where.push(`p.active = ${param(filter.active)}`);
   let rank = "";
   if (search) {
+    // Inline on purpose: the tsquery functions are immutable, so with the
+    // parameters bound (unnamed statement, custom plan) the planner folds the
+    // tsquery into a constant once instead of building it per ranked row.
     const tsq = tsquerySql(search, param);
     where.push(`p.search @@ ${tsq}`);
     rank = `ts_rank(p.search, ${tsq})`;
@@ -233,11 +238,29 @@ export function buildProductQuery(options: {
     }
     where.push(keyset(param(a), param(b)));
   }
-  const text = `${prefix}select ${PRODUCT_COLUMNS}, lower(p.name) as name_key${rank ? `, ${rank} as rank` : ""}
+  if (!search) {
+    const text = `${prefix}select ${PRODUCT_COLUMNS}, lower(p.name) as name_key
     from products p
     where ${where.join("\n      and ")}
     order by ${orderBy}
     limit ${param(limit)}`;
+    return { text, params };
+  }
+  // A search sorts every match (no index gives its order): pick the page by
+  // id and rank first, then read the page's columns. Projected in the sort's
+  // input, the columns (jsonb, timestamps as text, lower(name)) cost more
+  // than the ranking for a word matching ~2k products.
+  const outerOrder = order === "relevance" ? "r.rank desc, p.id desc" : orderBy;
+  const text = `${prefix}select ${PRODUCT_COLUMNS}, lower(p.name) as name_key, r.rank
+    from (
+      select p.id, ${rank} as rank
+      from products p
+      where ${where.join("\n        and ")}
+      order by ${orderBy}
+      limit ${param(limit)}
+    ) r
+    join products p on p.id = r.id
+    order by ${outerOrder}`;
   return { text, params };
 }
 

@@ -120,6 +120,23 @@ describe("SearchProducts", () => {
       orderBy: ProductOrder.PRICE_DESC,
     });
     expect(byPrice.products[0]?.id).toBe(ids.elsewhere);
+    // The page is picked by the sort keys first and read afterwards: the order survives.
+    const prices = byPrice.products.map((p) => p.price!.amountMinor);
+    expect(prices.length).toBeGreaterThan(2);
+    expect(prices).toEqual([...prices].sort((a, b) => (a < b ? 1 : a > b ? -1 : 0)));
+    const pagedByPrice: string[] = [];
+    pageToken = "";
+    do {
+      const page = await t.catalog.searchProducts({
+        query: "kettle",
+        orderBy: ProductOrder.PRICE_DESC,
+        pageSize: 1,
+        pageToken,
+      });
+      pagedByPrice.push(...found(page.products));
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    expect(pagedByPrice).toEqual(found(byPrice.products));
   });
 
   it("rejects empty and over-long queries", async () => {
