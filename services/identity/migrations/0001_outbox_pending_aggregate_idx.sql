@@ -1,0 +1,1 @@
+CREATE INDEX "outbox_pending_aggregate_idx" ON "outbox" USING btree ("aggregate_type","aggregate_id","aggregate_seq") WHERE sent_at is null;
