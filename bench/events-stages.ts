@@ -24,6 +24,7 @@ import { appendEvents } from "../platform/events/outbox.js";
 import { createOutboxRelay } from "../platform/events/relay.js";
 import { deadLetterStream, domainStream, provisionStreams } from "../platform/events/streams.js";
 import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/harness.js";
+import { cpuMeter } from "./events-cpu.js";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const EVENTS = env("EVENTS", 20_000);
@@ -64,7 +65,9 @@ async function main() {
   };
   process.once("SIGINT", () => void cleanup().finally(() => process.exit(130)));
   try {
+    const cpu = cpuMeter(db.sql, schema);
     let next = 0;
+    let c = await cpu.snapshot();
     let t = performance.now();
     await Promise.all(
       Array.from({ length: WRITERS }, async () => {
@@ -89,7 +92,7 @@ async function main() {
     );
     let s = (performance.now() - t) / 1000;
     console.log(
-      `append: ${(EVENTS / s).toFixed(0)} events/s (${WRITERS} writers × ${TX_EVENTS}/tx, notify ${NOTIFY})`,
+      `append: ${(EVENTS / s).toFixed(0)} events/s (${WRITERS} writers × ${TX_EVENTS}/tx, notify ${NOTIFY}); ${cpu.report(c, await cpu.snapshot(), EVENTS)}`,
     );
 
     const relay = createOutboxRelay({
@@ -100,11 +103,14 @@ async function main() {
       logger: silentLogger,
       batchSize: 1_000,
     });
+    c = await cpu.snapshot();
     t = performance.now();
     let published = 0;
     while (published < EVENTS) published += (await relay.publishBatch()).published;
     s = (performance.now() - t) / 1000;
-    console.log(`relay: ${(EVENTS / s).toFixed(0)} events/s (batch 1000)`);
+    console.log(
+      `relay: ${(EVENTS / s).toFixed(0)} events/s (batch 1000); ${cpu.report(c, await cpu.snapshot(), EVENTS)}`,
+    );
 
     let done = 0;
     let resolveDone!: () => void;
@@ -126,11 +132,14 @@ async function main() {
       metricsRegistry: new Registry(),
       logger: silentLogger,
     });
+    c = await cpu.snapshot();
     t = performance.now();
     await consumer.start();
     await finished;
     s = (performance.now() - t) / 1000;
-    console.log(`consume: ${(EVENTS / s).toFixed(0)} events/s (concurrency ${CONCURRENCY})`);
+    console.log(
+      `consume: ${(EVENTS / s).toFixed(0)} events/s (concurrency ${CONCURRENCY}); ${cpu.report(c, await cpu.snapshot(), EVENTS)}`,
+    );
     await consumer.stop();
   } finally {
     await cleanup();

@@ -33,6 +33,7 @@ import { appendEvents } from "../platform/events/outbox.js";
 import { createOutboxRelay } from "../platform/events/relay.js";
 import { deadLetterStream, domainStream, provisionStreams } from "../platform/events/streams.js";
 import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/harness.js";
+import { cpuMeter } from "./events-cpu.js";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const EVENTS = env("EVENTS", 20_000);
@@ -175,8 +176,12 @@ async function main() {
       }
     };
 
+    // CPU of this process, nats-server and this run's Postgres backends.
+    const cpu = cpuMeter(writers.sql, schema);
+
     // ---- 2. saturation ----
     let next = 0;
+    const cpuStart = await cpu.snapshot();
     const satStart = performance.now();
     await Promise.all(
       Array.from({ length: WRITERS }, async () => {
@@ -198,6 +203,7 @@ async function main() {
     await waitForEffects(EVENTS);
     const satSeconds = (performance.now() - satStart) / 1000;
     const satRate = EVENTS / satSeconds;
+    const cpuLine = cpu.report(cpuStart, await cpu.snapshot(), EVENTS);
     const [satLat] = await writers.sql`
       select percentile_cont(0.5) within group (order by extract(epoch from applied_at - occurred_at)) * 1000 as p50,
              percentile_cont(0.99) within group (order by extract(epoch from applied_at - occurred_at)) * 1000 as p99
@@ -208,6 +214,7 @@ async function main() {
         `inserted in ${insertSeconds.toFixed(2)} s, all effects after ${satSeconds.toFixed(2)} s = ${satRate.toFixed(0)} events/s ` +
         `(latency under backlog p50 ${Number(satLat!.p50).toFixed(0)} ms, p99 ${Number(satLat!.p99).toFixed(0)} ms)`,
     );
+    console.log(`pipeline at saturation, writers + relay + consumer: ${cpuLine}`);
 
     // ---- 3. steady open-loop load ----
     const rate = env("STEADY_RATE", Math.max(100, Math.floor(satRate / 4)));

@@ -18,7 +18,13 @@ import type { Registry as MetricsRegistry } from "prom-client";
 import { type DeadLetterReason, deadLetterSubject, publishDeadLetter } from "./dead-letters.js";
 import { MalformedEventError, UnknownEventTypeError } from "./errors.js";
 import { type EventLogger, stderrLogger } from "./logger.js";
-import { type DecodedEvent, decodeEvent, EventHeader } from "./message-format.js";
+import {
+  type DecodedEvent,
+  decodeEvent,
+  EventHeader,
+  type HeaderMap,
+  readHeaders,
+} from "./message-format.js";
 import { type ConsumerOutcome, consumerMetrics } from "./metrics.js";
 import { runQuery, type SqlExecutor } from "./sql-executor.js";
 import { endSpan, eventsTracer, startProcessSpan } from "./tracing.js";
@@ -321,9 +327,18 @@ export function createEventConsumer<Tx extends SqlExecutor>(
     }
   }
 
+  /** A delivery with its headers and info read once (JsMsg re-parses `info` on every access). */
+  interface Delivery {
+    msg: JsMsg;
+    headers: HeaderMap;
+    streamSeq: number;
+    deliveryCount: number;
+  }
+
   interface Work {
     msg: JsMsg;
     attempt: number;
+    streamSeq: number;
     event: DecodedEvent;
     entry: Entry<Tx>;
     span: Span;
@@ -336,31 +351,36 @@ export function createEventConsumer<Tx extends SqlExecutor>(
    * consumer, undecodable messages, types without a handler, exhausted
    * deliveries. Returns the work left for a handler.
    */
-  async function triage(msg: JsMsg): Promise<Work | undefined> {
-    const attempt = msg.info.deliveryCount;
-    const replayFor = msg.headers?.has(EventHeader.replayConsumer)
-      ? msg.headers.get(EventHeader.replayConsumer)
-      : "";
+  async function triage({
+    msg,
+    headers,
+    streamSeq,
+    deliveryCount: attempt,
+  }: Delivery): Promise<Work | undefined> {
+    const replayFor = headers.get(EventHeader.replayConsumer);
     if (replayFor && replayFor !== name) {
       msg.ack();
       count("skipped");
       return undefined;
     }
-    const { span, ctx } = startProcessSpan(tracer, msg.headers, {
+    const { span, ctx } = startProcessSpan(tracer, headers, {
       "messaging.destination.name": msg.subject,
       "messaging.consumer.group.name": name,
-      "messaging.message.id": msg.headers?.has(EventHeader.id)
-        ? msg.headers.get(EventHeader.id)
-        : "",
-      "messaging.message.body.size": msg.data.byteLength,
-      "messaging.nats.stream": stream,
-      "messaging.nats.stream.sequence": msg.info.streamSequence,
-      "messaging.nats.delivery.count": attempt,
     });
+    // Built only for a sampled span: with tracing off this ran per message for nothing.
+    if (span.isRecording()) {
+      span.setAttributes({
+        "messaging.message.id": headers.get(EventHeader.id),
+        "messaging.message.body.size": msg.data.byteLength,
+        "messaging.nats.stream": stream,
+        "messaging.nats.stream.sequence": streamSeq,
+        "messaging.nats.delivery.count": attempt,
+      });
+    }
     const started = performance.now();
     let event: DecodedEvent;
     try {
-      event = decodeEvent(msg, registry);
+      event = decodeEvent({ subject: msg.subject, headers, data: msg.data }, registry);
     } catch (err) {
       if (err instanceof UnknownEventTypeError || err instanceof MalformedEventError) {
         const reason = err instanceof UnknownEventTypeError ? "unknown_type" : "malformed";
@@ -371,7 +391,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
       endSpan(span, err);
       throw err;
     }
-    span.setAttribute("messaging.nats.event.type", event.type);
+    if (span.isRecording()) span.setAttribute("messaging.nats.event.type", event.type);
     const entry = handlers.entries.get(event.type);
     if (!entry) {
       msg.ack();
@@ -385,7 +405,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
       endSpan(span, new Error(error));
       return undefined;
     }
-    return { msg, attempt, event, entry, span, ctx, started };
+    return { msg, attempt, streamSeq, event, entry, span, ctx, started };
   }
 
   function succeeded(work: Work, applied: boolean): void {
@@ -397,7 +417,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
 
   /** One event in its own transaction; a failure is retried or dead-lettered. */
   async function runOne(work: Work): Promise<void> {
-    const { msg, attempt, event, entry } = work;
+    const { msg, attempt, streamSeq, event, entry } = work;
     try {
       const applied = await context.with(work.ctx, () =>
         transaction(async (tx) => {
@@ -408,7 +428,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
             [name, event.eventId],
           );
           if (claimed.length === 0) return false;
-          await entry.handle(event, { tx, attempt, streamSeq: msg.info.streamSequence });
+          await entry.handle(event, { tx, attempt, streamSeq });
           return true;
         }),
       );
@@ -456,7 +476,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
             work.entry.handle(work.event, {
               tx,
               attempt: work.attempt,
-              streamSeq: work.msg.info.streamSequence,
+              streamSeq: work.streamSeq,
             }),
           );
         }
@@ -474,15 +494,16 @@ export function createEventConsumer<Tx extends SqlExecutor>(
     }
   }
 
-  async function processBatch(msgs: JsMsg[]): Promise<void> {
+  async function processBatch(deliveries: Delivery[]): Promise<void> {
     const heartbeat = setInterval(() => {
-      for (const msg of msgs) msg.working();
+      for (const { msg } of deliveries) msg.working();
     }, heartbeatMs);
     try {
       const work: Work[] = [];
-      for (const msg of msgs) {
+      for (const delivery of deliveries) {
+        const { msg } = delivery;
         try {
-          const item = await triage(msg);
+          const item = await triage(delivery);
           if (item) work.push(item);
         } catch (err) {
           logger.error({ err, consumer: name, subject: msg.subject }, "event triage failed");
@@ -496,22 +517,22 @@ export function createEventConsumer<Tx extends SqlExecutor>(
       // Unexpected (e.g. the database is down before any transaction began):
       // leave the messages for redelivery.
       logger.error({ err, consumer: name }, "event handling failed");
-      for (const msg of msgs) msg.nak(backoffMs[0] ?? 1_000);
+      for (const { msg } of deliveries) msg.nak(backoffMs[0] ?? 1_000);
       count("retried");
     } finally {
       clearInterval(heartbeat);
     }
   }
 
-  function aggregateKey(msg: JsMsg): string {
-    return msg.headers?.has(EventHeader.aggregateId) === true
-      ? `${msg.headers.get(EventHeader.aggregateType)}\u0000${msg.headers.get(EventHeader.aggregateId)}`
-      : `seq:${msg.info.streamSequence}`;
+  function aggregateKey({ headers, streamSeq }: Delivery): string {
+    return headers.has(EventHeader.aggregateId)
+      ? `${headers.get(EventHeader.aggregateType)}\u0000${headers.get(EventHeader.aggregateId)}`
+      : `seq:${streamSeq}`;
   }
 
   // Messages yielded in one burst form a batch; a batch starts when it is
   // full or when the burst ends (setImmediate runs after the buffered ones).
-  let batch: JsMsg[] = [];
+  let batch: Delivery[] = [];
   let flushScheduled = false;
 
   async function dispatch(): Promise<void> {
@@ -537,7 +558,13 @@ export function createEventConsumer<Tx extends SqlExecutor>(
       messages = await consumer.consume({ max_messages: Math.max(64, concurrency * batchSize) });
       for await (const msg of messages) {
         if (stopping) break;
-        batch.push(msg);
+        const { streamSequence, deliveryCount } = msg.info;
+        batch.push({
+          msg,
+          headers: readHeaders(msg.headers),
+          streamSeq: streamSequence,
+          deliveryCount,
+        });
         if (batch.length >= batchSize) {
           await dispatch();
         } else if (!flushScheduled) {

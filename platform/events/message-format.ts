@@ -59,6 +59,40 @@ export interface HeaderReader {
   has(key: string): boolean;
 }
 
+/** HeaderReader that can also list its keys (trace context extraction). */
+export interface HeaderMap extends HeaderReader {
+  keys(): string[];
+}
+
+/**
+ * First value of every header, read once. MsgHdrs copies and filters all of
+ * its keys on each get/has, and a consumer asks ~20 times per message.
+ * Lookups stay exact-case, as MsgHdrs' default.
+ */
+export function readHeaders(headers: Iterable<[string, string[]]> | undefined): HeaderMap {
+  const map = new Map<string, string>();
+  if (headers) {
+    for (const [key, values] of headers) {
+      if (values.length > 0) map.set(key, values[0]!);
+    }
+  }
+  return new FirstValues(map);
+}
+
+// A class rather than closures: no per-message function objects.
+class FirstValues implements HeaderMap {
+  constructor(private readonly map: Map<string, string>) {}
+  get(key: string): string {
+    return this.map.get(key) ?? "";
+  }
+  has(key: string): boolean {
+    return this.map.has(key);
+  }
+  keys(): string[] {
+    return [...this.map.keys()];
+  }
+}
+
 export interface EventEnvelope {
   subject: string;
   headers: HeaderReader | undefined;

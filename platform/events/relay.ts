@@ -1,4 +1,3 @@
-import { type JetStreamClient, jetstream } from "@nats-io/jetstream";
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core";
 import type { Tracer } from "@opentelemetry/api";
 import type { Sql, TransactionSql } from "postgres";
@@ -7,6 +6,7 @@ import { type EventLogger, stderrLogger } from "./logger.js";
 import { EventHeader } from "./message-format.js";
 import { relayMetrics } from "./metrics.js";
 import { outboxChannel } from "./outbox.js";
+import { type AckPublisher, createAckPublisher } from "./publish-acks.js";
 import { endSpan, eventsTracer, injectCarrier, startPublishSpan } from "./tracing.js";
 
 export interface RelayOptions {
@@ -130,7 +130,8 @@ export function createOutboxRelay(options: RelayOptions): OutboxRelay {
     tracer = eventsTracer(),
     hooks = {},
   } = options;
-  const js: JetStreamClient = jetstream(nc);
+  // Created on first use: publishBatch() also runs without start().
+  let acks: AckPublisher | undefined;
   const metrics = relayMetrics(options.registry, schema);
   const stats = { published: 0, failed: 0, lastError: undefined as string | undefined };
 
@@ -173,33 +174,41 @@ export function createOutboxRelay(options: RelayOptions): OutboxRelay {
     const { span, ctx } = startPublishSpan(tracer, stored, {
       "messaging.destination.name": row.subject,
       "messaging.message.id": row.event_id,
-      "messaging.message.body.size": row.payload.byteLength,
-      "messaging.nats.aggregate.type": row.aggregate_type,
-      "messaging.nats.aggregate.id": row.aggregate_id,
     });
+    // Built only for a sampled span: with tracing off this ran per event for nothing.
+    if (span.isRecording()) {
+      span.setAttributes({
+        "messaging.message.body.size": row.payload.byteLength,
+        "messaging.nats.aggregate.type": row.aggregate_type,
+        "messaging.nats.aggregate.id": row.aggregate_id,
+      });
+    }
     try {
+      // A fresh header set: append, not set (set first deletes, scanning every key).
       const h = natsHeaders();
-      h.set(EventHeader.type, row.event_type);
-      h.set(EventHeader.id, row.event_id);
-      h.set(EventHeader.time, row.occurred_at);
-      h.set(EventHeader.aggregateType, row.aggregate_type);
-      h.set(EventHeader.aggregateId, row.aggregate_id);
-      h.set(EventHeader.aggregateSeq, row.aggregate_seq);
-      h.set(EventHeader.schemaVersion, String(row.schema_version));
+      h.append(EventHeader.type, row.event_type);
+      h.append(EventHeader.id, row.event_id);
+      h.append(EventHeader.time, row.occurred_at);
+      h.append(EventHeader.aggregateType, row.aggregate_type);
+      h.append(EventHeader.aggregateId, row.aggregate_id);
+      h.append(EventHeader.aggregateSeq, row.aggregate_seq);
+      h.append(EventHeader.schemaVersion, String(row.schema_version));
       // With an SDK the publish span becomes the consumer's parent; without
       // one, forward the writer's context unchanged.
       const injected = injectCarrier(ctx);
       const carrier = injected.traceparent ? injected : stored;
-      if (carrier.traceparent) h.set(EventHeader.traceparent, carrier.traceparent);
-      if (carrier.tracestate) h.set(EventHeader.tracestate, carrier.tracestate);
-      const ack = await js.publish(row.subject, row.payload, {
-        msgID: row.event_id,
-        headers: h,
-        timeout: publishTimeoutMs,
-      });
-      span.setAttribute("messaging.nats.stream", ack.stream);
-      span.setAttribute("messaging.nats.stream.sequence", ack.seq);
-      span.setAttribute("messaging.nats.duplicate", ack.duplicate);
+      if (carrier.traceparent) h.append(EventHeader.traceparent, carrier.traceparent);
+      if (carrier.tracestate) h.append(EventHeader.tracestate, carrier.tracestate);
+      h.append(EventHeader.msgId, row.event_id);
+      acks ??= createAckPublisher(nc, publishTimeoutMs);
+      const ack = await acks.publish(row.subject, row.payload, h);
+      if (span.isRecording()) {
+        span.setAttributes({
+          "messaging.nats.stream": ack.stream,
+          "messaging.nats.stream.sequence": ack.seq,
+          "messaging.nats.duplicate": ack.duplicate,
+        });
+      }
       endSpan(span);
     } catch (err) {
       endSpan(span, err);
@@ -381,6 +390,8 @@ export function createOutboxRelay(options: RelayOptions): OutboxRelay {
       removeSampler?.();
       await loopDone;
       await pruning;
+      acks?.close();
+      acks = undefined;
       await unlisten?.().catch(() => {});
       running = false;
     },

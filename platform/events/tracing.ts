@@ -1,4 +1,3 @@
-import type { MsgHdrs } from "@nats-io/nats-core";
 import {
   type Attributes,
   type Context,
@@ -13,6 +12,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
+import type { HeaderMap } from "./message-format.js";
 
 /**
  * Only @opentelemetry/api here: the service's telemetry bootstrap installs the
@@ -25,7 +25,7 @@ export function eventsTracer(): Tracer {
   return trace.getTracer(TRACER_NAME);
 }
 
-const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
+const headerGetter: TextMapGetter<HeaderMap | undefined> = {
   keys: (carrier) => (carrier ? [...carrier.keys()] : []),
   get: (carrier, key) => {
     if (!carrier?.has(key)) return undefined;
@@ -33,7 +33,7 @@ const headerGetter: TextMapGetter<MsgHdrs | undefined> = {
   },
 };
 
-export function contextFromHeaders(headers: MsgHdrs | undefined): Context {
+export function contextFromHeaders(headers: HeaderMap | undefined): Context {
   return propagation.extract(ROOT_CONTEXT, headers, headerGetter);
 }
 
@@ -80,7 +80,7 @@ export function startPublishSpan(
 /** Consumer span continuing the producer's trace from the message headers. */
 export function startProcessSpan(
   tracer: Tracer,
-  headers: MsgHdrs | undefined,
+  headers: HeaderMap | undefined,
   attributes: Attributes & { "messaging.destination.name": string },
 ): { span: Span; ctx: Context } {
   const parent = contextFromHeaders(headers);

@@ -1,0 +1,65 @@
+/**
+ * CPU accounting for the event benchmarks: this process, nats-server and this
+ * run's Postgres backends (application_name = the bench schema), read from
+ * /proc so another workload on a shared machine does not count.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import type { Sql } from "postgres";
+
+const CLK_TCK = 100;
+
+/** utime + stime of a process in µs, 0 if it is gone. */
+function procCpuMicros(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
+function natsServerPid(): number | undefined {
+  try {
+    const out = execFileSync("pgrep", ["-o", "nats-server"], { encoding: "utf8" }).trim();
+    return out ? Number(out) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface CpuSnapshot {
+  node: number;
+  nats: number;
+  pg: Map<number, number>;
+}
+
+export function cpuMeter(sql: Sql, applicationName: string) {
+  const natsPid = natsServerPid();
+  const snapshot = async (): Promise<CpuSnapshot> => {
+    const rows = await sql<{ pid: number }[]>`
+      select pid from pg_stat_activity where application_name = ${applicationName}`;
+    const pg = new Map<number, number>();
+    for (const { pid } of rows) pg.set(pid, procCpuMicros(pid));
+    const usage = process.cpuUsage();
+    return { node: usage.user + usage.system, nats: natsPid ? procCpuMicros(natsPid) : 0, pg };
+  };
+  /** "node N µs, postgres N µs, nats-server N µs, total N µs per event; load average …" */
+  const report = (start: CpuSnapshot, end: CpuSnapshot, events: number): string => {
+    let pg = 0;
+    // Backends that connected during the interval started from zero.
+    for (const [pid, micros] of end.pg) pg += micros - (start.pg.get(pid) ?? 0);
+    const node = end.node - start.node;
+    const nats = end.nats - start.nats;
+    const per = (micros: number) => (micros / events).toFixed(0);
+    return (
+      `CPU µs/event: node ${per(node)}, postgres ${per(pg)}, nats-server ${per(nats)}, ` +
+      `total ${per(node + pg + nats)}; load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")}`
+    );
+  };
+  return { snapshot, report };
+}
