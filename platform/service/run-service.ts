@@ -217,6 +217,8 @@ export async function runService(
           servers: config.natsUrl,
           name: definition.name,
           maxReconnectAttempts: -1,
+          // Async stack capture costs an Error per request; our logs carry trace ids instead.
+          noAsyncTraces: true,
           reconnectTimeWait: 500,
         });
       }
