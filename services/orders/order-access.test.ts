@@ -1,10 +1,15 @@
 import { randomUUID } from "node:crypto";
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Product } from "../../gen/commerce/catalog/v1/product_pb.js";
+import { OrderEventSchema } from "../../gen/commerce/orders/v1/events_pb.js";
 import { OrderStatus } from "../../gen/commerce/orders/v1/order_pb.js";
 import { PaymentStatus } from "../../gen/commerce/payments/v1/payment_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { foldEvents } from "./domain/order-state.js";
+import { nextSagaAction } from "./domain/saga-plan.js";
+import { createCheckoutSteps } from "./saga/checkout-steps.js";
 import { type CheckoutWorld, rpcError, startCheckoutWorld } from "./test-support/checkout-world.js";
 
 let world: CheckoutWorld;
@@ -115,9 +120,34 @@ describe("ListOrders", () => {
 });
 
 describe("CancelOrder", () => {
-  it("cancels a confirmed order with a refund; cancelling it again is refused", async () => {
+  it("cancels a confirmed order with a refund and its stock back; cancelling again is refused", async () => {
     const orders = world.orderClient(aliceToken);
-    const id = aliceOrders[2]!;
+    const shirts = await world.createProduct({ stock: 10 });
+    const mugs = await world.createProduct({ stock: 5 });
+    const levels = async () =>
+      Promise.all(
+        [shirts, mugs].map(async (p) => {
+          const { stock } = await world.inventory.getStock({ productId: p.id });
+          return [stock?.onHand, stock?.reserved, stock?.available];
+        }),
+      );
+    const before = await levels();
+    expect(before).toEqual([
+      [10n, 0n, 10n],
+      [5n, 0n, 5n],
+    ]);
+    const { order: placed } = await orders.createOrder(
+      world.orderRequest([
+        { product: shirts, quantity: 3 },
+        { product: mugs, quantity: 2 },
+      ]),
+    );
+    const id = placed!.id;
+    await world.waitForOrder(aliceToken, id, (o) => o.status === OrderStatus.CONFIRMED);
+    expect(await levels()).toEqual([
+      [7n, 0n, 7n],
+      [3n, 0n, 3n],
+    ]);
     const { order } = await orders.cancelOrder({ id, reason: "changed my mind" });
     expect([OrderStatus.CANCELLING, OrderStatus.CANCELLED]).toContain(order?.status);
     const done = await world.waitForOrder(
@@ -128,9 +158,40 @@ describe("CancelOrder", () => {
     expect(done.cancelReason).toBe("changed my mind");
     const { payment } = await world.paymentsAdmin.getPayment({ id: done.paymentId });
     expect(payment?.status).toBe(PaymentStatus.REFUNDED);
+    // The committed units are back: stock is what it was before the order.
+    expect(await levels()).toEqual(before);
     const again = await rpcError(orders.cancelOrder({ id }));
     expect(again.code).toBe(Code.FailedPrecondition);
     expect(reason(again)).toBe("ORDER_ALREADY_CANCELLED");
+
+    // Redelivery: take the cancellation's compensation step again from the
+    // state it was decided on (as after a crash before its events were
+    // recorded), with the same upstream keys. Stock must not grow twice.
+    const rows = await world.sql<{ payload: Buffer; event_type: string }[]>`
+      select payload, event_type from order_events where order_id = ${id} order by sequence`;
+    const kinds = rows.map((r) => r.event_type);
+    expect(kinds.slice(kinds.indexOf("cancellation_requested"))).toEqual([
+      "cancellation_requested",
+      "payment_refunded",
+      "stock_released",
+      "cancelled",
+    ]);
+    const events = rows.map((r) => fromBinary(OrderEventSchema, r.payload));
+    const cancelling = foldEvents(
+      events.slice(0, events.findIndex((e) => e.kind.case === "cancellationRequested") + 1),
+    )!;
+    const action = nextSagaAction(cancelling, { now: new Date(), deadline: undefined });
+    expect(action).toMatchObject({ kind: "compensate", plan: { returnStock: true } });
+    const steps = createCheckoutSteps({
+      catalog: world.catalogAdmin,
+      inventory: world.inventoryService,
+      payments: world.paymentsAdmin,
+    });
+    for (let i = 0; i < 2; i++) {
+      const changes = await steps.run(cancelling, action, null);
+      expect(changes.map((c) => c.case)).toEqual(["paymentRefunded", "stockReleased", "cancelled"]);
+    }
+    expect(await levels()).toEqual(before);
   });
 
   it("refuses to cancel a rejected order and lets an admin cancel another user's order", async () => {

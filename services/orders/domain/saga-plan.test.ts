@@ -59,6 +59,7 @@ describe("saga plan", () => {
         voidPayment: true,
         refundPayment: false,
         releaseStock: true,
+        returnStock: false,
       },
     });
   });
@@ -76,6 +77,7 @@ describe("saga plan", () => {
         voidPayment: false,
         refundPayment: true,
         releaseStock: false,
+        returnStock: true,
       },
     });
   });
@@ -86,6 +88,7 @@ describe("saga plan", () => {
       voidPayment: false,
       refundPayment: false,
       releaseStock: true,
+      returnStock: false,
     });
     // Nothing was reserved yet: only a (harmless) release, never a payment call.
     expect(planCompensation(state({ status: OrderStatus.CANCELLING }))).toEqual({
@@ -93,6 +96,7 @@ describe("saga plan", () => {
       voidPayment: false,
       refundPayment: false,
       releaseStock: true,
+      returnStock: false,
     });
   });
 });

@@ -29,6 +29,12 @@ export interface CompensationPlan {
   refundPayment: boolean;
   /** Release the reservation (harmless when none was made). */
   releaseStock: boolean;
+  /**
+   * The reservation was committed (a cancelled CONFIRMED order): its units
+   * left on-hand stock, so they are added back with AdjustStock, one call per
+   * item keyed by (order id, product id), so a repeated step adds them once.
+   */
+  returnStock: boolean;
 }
 
 export function planCompensation(state: OrderState): CompensationPlan {
@@ -36,8 +42,9 @@ export function planCompensation(state: OrderState): CompensationPlan {
     reconcileAuthorization: state.payment === "none" && state.stock === "reserved",
     voidPayment: state.payment === "authorized",
     refundPayment: state.payment === "captured",
-    // Committed stock left the inventory; only an admin adjustment returns it.
+    // Committed stock cannot be released, it left on-hand stock: it is returned instead.
     releaseStock: state.stock === "none" || state.stock === "reserved",
+    returnStock: state.stock === "committed",
   };
 }
 

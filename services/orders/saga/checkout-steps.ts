@@ -1,7 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { v5 as uuidv5 } from "uuid";
-import { type Reservation, ReservationState } from "../../../gen/commerce/catalog/v1/stock_pb.js";
+import {
+  type Reservation,
+  ReservationState,
+  StockAdjustmentReason,
+} from "../../../gen/commerce/catalog/v1/stock_pb.js";
 import {
   OrderCancelledSchema,
   OrderConfirmedSchema,
@@ -32,6 +36,7 @@ export type SagaEffect =
   | "capture"
   | "commit"
   | "release"
+  | "return-stock"
   | "void"
   | "refund";
 
@@ -54,6 +59,14 @@ export function paymentKey(
   operation: "authorize" | "capture" | "void" | "refund",
 ) {
   return uuidv5(`${orderId}:${operation}`, KEY_NAMESPACE);
+}
+
+/**
+ * Idempotency key (AdjustStock `request_id`) for returning one product's
+ * committed units of a cancelled order: a repeated compensation adds them once.
+ */
+export function returnStockKey(orderId: string, productId: string) {
+  return uuidv5(`${orderId}:return-stock:${productId.toLowerCase()}`, KEY_NAMESPACE);
 }
 
 function reject(reason: RejectionReason, message: string, productId = ""): OrderChange {
@@ -157,10 +170,31 @@ export function createCheckoutSteps(
       if (!reservation || reservation.state === ReservationState.COMMITTED) return [];
       return [{ case: "stockReleased", value: create(OrderStockReleasedSchema, { reason }) }];
     } catch (error) {
-      // Committed stock cannot be released (only an admin adjustment returns it).
+      // Committed stock cannot be released; a cancellation returns it with returnStock.
       if (hasCode(error, Code.FailedPrecondition)) return [];
       throw retry("release stock", error);
     }
+  }
+
+  /** Adds a cancelled order's committed units back to on-hand stock. */
+  async function returnStock(state: OrderState, reason: string): Promise<OrderChange[]> {
+    for (const item of state.items) {
+      try {
+        await inventory.adjustStock({
+          productId: item.productId,
+          delta: item.quantity,
+          reason: StockAdjustmentReason.OTHER,
+          note: `order ${state.id} cancelled`,
+          requestId: returnStockKey(state.id, item.productId),
+        });
+      } catch (error) {
+        // A product that no longer exists has no stock to return to.
+        if (hasCode(error, Code.NotFound)) continue;
+        throw retry("return stock", error);
+      }
+    }
+    await after("return-stock", state.id);
+    return [{ case: "stockReleased", value: create(OrderStockReleasedSchema, { reason }) }];
   }
 
   async function refund(
@@ -352,6 +386,7 @@ export function createCheckoutSteps(
       }
     }
     if (plan.releaseStock) changes.push(...(await release(state, reason)));
+    if (plan.returnStock) changes.push(...(await returnStock(state, reason)));
     if (why === "cancel") {
       changes.push({
         case: "cancelled",
