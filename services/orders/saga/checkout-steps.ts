@@ -27,7 +27,13 @@ import {
 import type { OrderChange, OrderState } from "../domain/order-state.js";
 import type { CompensationPlan, SagaAction } from "../domain/saga-plan.js";
 import type { UpstreamClients } from "./upstream-clients.js";
-import { hasCode, isTransient, RetryableStepError, stockProblem } from "./upstream-errors.js";
+import {
+  hasCode,
+  isTransient,
+  RetryableStepError,
+  reasonOf,
+  stockProblem,
+} from "./upstream-errors.js";
 
 /** Remote effects of the saga, named for fault-injection hooks and metrics. */
 export type SagaEffect =
@@ -167,10 +173,15 @@ export function createCheckoutSteps(
     try {
       const { reservation } = await inventory.releaseReservation({ orderId: state.id, reason });
       await after("release", state.id);
-      if (!reservation || reservation.state === ReservationState.COMMITTED) return [];
+      // Committed before a crash kept us from recording it: give the units back.
+      if (reservation?.state === ReservationState.COMMITTED) return returnStock(state, reason);
+      if (!reservation) return [];
       return [{ case: "stockReleased", value: create(OrderStockReleasedSchema, { reason }) }];
     } catch (error) {
-      // Committed stock cannot be released; a cancellation returns it with returnStock.
+      // Committed stock cannot be released (the commit was not recorded here,
+      // e.g. a crash right after it): return it instead; the per-item request
+      // ids keep that idempotent.
+      if (reasonOf(error) === "RESERVATION_COMMITTED") return returnStock(state, reason);
       if (hasCode(error, Code.FailedPrecondition)) return [];
       throw retry("release stock", error);
     }

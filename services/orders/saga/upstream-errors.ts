@@ -37,6 +37,12 @@ export function hasCode(error: unknown, code: Code): error is ConnectError {
   return error instanceof ConnectError && error.code === code;
 }
 
+/** google.rpc.ErrorInfo reason of an upstream error, if any. */
+export function reasonOf(error: unknown): string | undefined {
+  if (!(error instanceof ConnectError)) return undefined;
+  return error.findDetails(ErrorInfoSchema)[0]?.reason;
+}
+
 export interface StockProblem {
   /** "STOCK" (not enough available) or "PRODUCT_UNAVAILABLE" (deleted/inactive). */
   type: string;
