@@ -15,9 +15,9 @@ import {
   UserUpdatedSchema,
 } from "../../gen/commerce/identity/v1/events_pb.js";
 import { type UserSchema, UserStatus } from "../../gen/commerce/identity/v1/user_pb.js";
+import { fromPgTimeOrNull } from "../../platform/db/pg-time.js";
 import { createPiiCipher, parseMasterKey } from "./crypto/pii-cipher.js";
 import { rewrapDataKeys } from "./crypto/rewrap-data-keys.js";
-import { pgTimeOrNull } from "./db/pg-time.js";
 import { loadIdentityConfig } from "./identity-config.js";
 import { createIdentityCore } from "./identity-core.js";
 import type { IdentityDeps } from "./identity-deps.js";
@@ -298,7 +298,7 @@ describe("identity users", () => {
 
     const [keyAfter] = await t.sql`select * from user_keys where user_id = ${id}`;
     expect(keyAfter!.wrapped_key).toBeNull();
-    expect(pgTimeOrNull(keyAfter!.destroyed_at)).toBeInstanceOf(Date);
+    expect(fromPgTimeOrNull(keyAfter!.destroyed_at)).toBeInstanceOf(Date);
     const [rowAfter] = await t.sql`select * from users where id = ${id}`;
     expect(rowAfter).toMatchObject({ status: "erased", email_index: null, password_hash: null });
     // The data key is gone; the master key (all that is left) does not open

@@ -33,8 +33,6 @@ export interface OrdersSettings {
   idempotencyRetentionMs: number;
   /** Polling fallback of WatchOrder when no notification arrives. */
   watchPollIntervalMs: number;
-  /** Shared secret of mesh service tokens (same as the platform's verifier). */
-  serviceTokenSecret: string | undefined;
   webhooks: WebhookSettings;
 }
 
@@ -108,7 +106,6 @@ export function loadOrdersSettings(env: Env = process.env): OrdersSettings {
       min: 10,
       max: 60_000,
     }),
-    serviceTokenSecret: readOptionalString(env, "SERVICE_TOKEN_SECRET"),
     webhooks: {
       allowedHosts: allowed
         ? allowed

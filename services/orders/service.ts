@@ -76,11 +76,7 @@ export function createOrdersDefinition(options: OrdersOptions = {}): ServiceDefi
         schema: database.schema,
         onAppend: (tx, events) => webhooks.fanOut(tx, events),
       });
-      const clients = createUpstreamClients(
-        (name) => runtime.upstream(name),
-        options.env ?? process.env,
-        settings.serviceTokenSecret,
-      );
+      const clients = createUpstreamClients((name) => runtime.upstream(name));
       const hub = createWatchHub(database.sql, store.channel);
       const runner = createSagaRunner({
         store,

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { v7 as uuidv7 } from "uuid";
-import { pgTime, pgTimeOrNull, toPg } from "../db/pg-time.js";
+import { fromPgTime, fromPgTimeOrNull, toPgTime } from "../../../platform/db/pg-time.js";
 import type { Db } from "../users/user-store.js";
 
 /** 256 random bits, base64url without padding: always 43 characters. */
@@ -51,8 +51,8 @@ export function createRefreshTokenStore(options: { ttlSec: number }) {
       const expiresAt = new Date(now.getTime() + options.ttlSec * 1000);
       await db`
         insert into refresh_tokens (id, token_hash, family_id, user_id, created_at, expires_at)
-        values (${id}, ${hashRefreshToken(token)}, ${familyId}, ${userId}, ${toPg(now)},
-                ${toPg(expiresAt)})`;
+        values (${id}, ${hashRefreshToken(token)}, ${familyId}, ${userId}, ${toPgTime(now)},
+                ${toPgTime(expiresAt)})`;
       return { token, id, familyId, expiresAt };
     },
 
@@ -66,9 +66,9 @@ export function createRefreshTokenStore(options: { ttlSec: number }) {
       return (
         row && {
           ...row,
-          expires_at: pgTime(row.expires_at),
-          used_at: pgTimeOrNull(row.used_at),
-          revoked_at: pgTimeOrNull(row.revoked_at),
+          expires_at: fromPgTime(row.expires_at),
+          used_at: fromPgTimeOrNull(row.used_at),
+          revoked_at: fromPgTimeOrNull(row.revoked_at),
         }
       );
     },

@@ -1,5 +1,6 @@
 import { v7 as uuidv7 } from "uuid";
 import { type Caller, hasRole } from "../../../platform/auth/caller.js";
+import { toPgTime } from "../../../platform/db/pg-time.js";
 import {
   AlreadyExistsError,
   type FieldViolation,
@@ -7,7 +8,6 @@ import {
   NotFoundError,
   PermissionDeniedError,
 } from "../../../platform/errors/domain-errors.js";
-import { toPg } from "../db/pg-time.js";
 import type { IdentityDeps } from "../identity-deps.js";
 import {
   emailViolation,
@@ -304,7 +304,7 @@ export async function updateUser(
 
       const now = new Date();
       next.updatedAt = now;
-      set.updated_at = toPg(now);
+      set.updated_at = toPgTime(now);
       await tx`update users set ${tx(set)} where id = ${row.id}`;
       if (next.status === "disabled" && current.status !== "disabled") {
         await deps.refreshTokens.revokeAllOfUser(tx, row.id, "user_disabled");
@@ -334,7 +334,7 @@ export async function deleteUser(
     if (!row || row.deleted_at) throw new NotFoundError("user", id);
     const now = new Date();
     await tx`
-      update users set status = 'deleted', deleted_at = ${toPg(now)}, updated_at = ${toPg(now)}
+      update users set status = 'deleted', deleted_at = ${toPgTime(now)}, updated_at = ${toPgTime(now)}
       where id = ${id}`;
     await deps.refreshTokens.revokeAllOfUser(tx, id, "user_deleted");
     await deps.outbox.append(tx, [userDeleted(id, now)]);
@@ -369,18 +369,18 @@ export async function eraseUser(
     if (row.erased_at) return { userId: row.id, erasedAt: row.erased_at };
     const now = new Date();
     await tx`
-      update user_keys set wrapped_key = null, master_key_id = null, destroyed_at = ${toPg(now)}
+      update user_keys set wrapped_key = null, master_key_id = null, destroyed_at = ${toPgTime(now)}
       where user_id = ${row.id}`;
     await tx`
-      update users set status = 'erased', erased_at = ${toPg(now)},
-                       deleted_at = coalesce(deleted_at, ${toPg(now)}), updated_at = ${toPg(now)},
+      update users set status = 'erased', erased_at = ${toPgTime(now)},
+                       deleted_at = coalesce(deleted_at, ${toPgTime(now)}), updated_at = ${toPgTime(now)},
                        email_index = null, password_hash = null
       where id = ${row.id}`;
     await deps.refreshTokens.revokeAllOfUser(tx, row.id, "user_erased");
     await tx`
       insert into audit_log (id, action, user_id, actor, reason, occurred_at)
       values (${uuidv7()}, 'user.erased', ${row.id}, ${caller.subject}, ${input.reason},
-              ${toPg(now)})`;
+              ${toPgTime(now)})`;
     const events = row.deleted_at ? [] : [userDeleted(row.id, now)];
     events.push(userErased(row.id, now));
     await deps.outbox.append(tx, events);

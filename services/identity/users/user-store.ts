@@ -3,8 +3,8 @@ import type { Sql, TransactionSql } from "postgres";
 /** The pool or a transaction: store functions run in either. */
 export type Db = Sql | TransactionSql;
 
+import { fromPgTime, fromPgTimeOrNull, toPgTime } from "../../../platform/db/pg-time.js";
 import type { PiiCipher } from "../crypto/pii-cipher.js";
-import { pgTime, pgTimeOrNull, toPg } from "../db/pg-time.js";
 
 export type UserState = "active" | "disabled" | "deleted" | "erased";
 
@@ -57,10 +57,10 @@ export interface NewUser {
 export function normalizeRow(row: UserRow): UserRow {
   return {
     ...row,
-    created_at: pgTime(row.created_at),
-    updated_at: pgTime(row.updated_at),
-    deleted_at: pgTimeOrNull(row.deleted_at),
-    erased_at: pgTimeOrNull(row.erased_at),
+    created_at: fromPgTime(row.created_at),
+    updated_at: fromPgTime(row.updated_at),
+    deleted_at: fromPgTimeOrNull(row.deleted_at),
+    erased_at: fromPgTimeOrNull(row.erased_at),
   };
 }
 
@@ -139,11 +139,11 @@ export function createUserStore(pii: PiiCipher) {
         values (${user.id}, ${pii.emailIndex(user.email)}, ${seal("email", user.email)},
                 ${seal("first_name", user.firstName)}, ${seal("last_name", user.lastName)},
                 ${user.passwordHash}, ${user.emailVerified}, ${db.array(user.roles)}, 'active',
-                ${toPg(user.now)}, ${toPg(user.now)})
+                ${toPgTime(user.now)}, ${toPgTime(user.now)})
         returning *`;
       await db`
         insert into user_keys (user_id, wrapped_key, master_key_id, created_at)
-        values (${user.id}, ${wrappedKey}, ${masterKeyId}, ${toPg(user.now)})`;
+        values (${user.id}, ${wrappedKey}, ${masterKeyId}, ${toPgTime(user.now)})`;
       return normalizeRow({ ...row!, wrapped_key: wrappedKey, master_key_id: masterKeyId });
     },
 

@@ -17,6 +17,7 @@ import {
   type WatchOrderRequest,
 } from "../../../gen/commerce/orders/v1/order_service_pb.js";
 import { ResourceInfoSchema } from "../../../gen/google/rpc/error_details_pb.js";
+import { toPgTime } from "../../../platform/db/pg-time.js";
 import {
   ConflictError,
   FailedPreconditionError,
@@ -31,7 +32,6 @@ import { toOrderView } from "../domain/order-view.js";
 import type { OrdersSettings } from "../orders-settings.js";
 import type { UpstreamClients } from "../saga/upstream-clients.js";
 import { OrderConcurrencyError, type OrderStore } from "../store/order-store.js";
-import { pgTime } from "../store/pg-time.js";
 import { type WatchHub, watchOrderEvents } from "../watch/order-watch.js";
 import { callerOf, type OrdersCaller, requireUserCaller } from "./caller.js";
 import { decodePageToken, encodePageToken, filterFingerprint, pageSize } from "./page-token.js";
@@ -203,7 +203,7 @@ export function createOrderService(
         await tx`
           insert into order_sagas (order_id, payment_method_token, deadline_at)
           values (${orderId}, ${request.paymentMethodToken},
-                  ${pgTime(new Date(state.createTime.getTime() + deps.settings.sagaTimeoutMs))})`;
+                  ${toPgTime(new Date(state.createTime.getTime() + deps.settings.sagaTimeoutMs))})`;
         return { state };
       });
       if ("existing" in outcome && outcome.existing) {

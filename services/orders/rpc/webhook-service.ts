@@ -16,6 +16,7 @@ import {
   CreateWebhookSubscriptionRequestSchema,
   type WebhookService,
 } from "../../../gen/commerce/orders/v1/webhook_service_pb.js";
+import { fromPgTime, fromPgTimeOrNull, toPgTime } from "../../../platform/db/pg-time.js";
 import {
   FailedPreconditionError,
   type FieldViolation,
@@ -24,7 +25,6 @@ import {
 } from "../../../platform/errors/domain-errors.js";
 import { hasControlCharacters, isUuid } from "../domain/create-order-input.js";
 import type { WebhookSettings } from "../orders-settings.js";
-import { fromPgTime, fromPgTimeOrNull, pgTime } from "../store/pg-time.js";
 import { WEBHOOK_EVENT_TYPES } from "../webhooks/event-types.js";
 import { generateWebhookSecret } from "../webhooks/signing.js";
 import { checkWebhookTarget, parseWebhookUrl, WebhookTargetError } from "../webhooks/ssrf-guard.js";
@@ -203,7 +203,7 @@ export function createWebhookService(deps: {
         .update(toBinary(CreateWebhookSubscriptionRequestSchema, request))
         .digest();
       const secret = generateWebhookSecret();
-      const now = pgTime(new Date());
+      const now = toPgTime(new Date());
       const rows = await sql<SubscriptionRow[]>`
         insert into webhook_subscriptions (id, url, event_types, description, enabled, secret,
           secret_created_at, created_by, request_id, request_hash, created_at, updated_at)

@@ -2,11 +2,11 @@ import type { TransactionSql } from "postgres";
 import { Counter, type Registry } from "prom-client";
 import type { OrderEvent } from "../../../gen/commerce/orders/v1/events_pb.js";
 import { OrderStatus } from "../../../gen/commerce/orders/v1/order_pb.js";
+import { fromPgTime, fromPgTimeOrNull } from "../../../platform/db/pg-time.js";
 import type { OrderState } from "../domain/order-state.js";
 import { isTerminal } from "../domain/order-state.js";
 import { nextSagaAction } from "../domain/saga-plan.js";
 import type { OrderStore, SagaRow } from "../store/order-store.js";
-import { fromPgTime, fromPgTimeOrNull } from "../store/pg-time.js";
 import type { CheckoutSteps } from "./checkout-steps.js";
 
 export type AdvanceOutcome =

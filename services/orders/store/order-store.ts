@@ -4,6 +4,7 @@ import type { Sql, TransactionSql } from "postgres";
 import { v7 as uuidv7 } from "uuid";
 import { type OrderEvent, OrderEventSchema } from "../../../gen/commerce/orders/v1/events_pb.js";
 import { type Order, OrderSchema } from "../../../gen/commerce/orders/v1/order_pb.js";
+import { fromPgTime, fromPgTimeOrNull, toPgTime } from "../../../platform/db/pg-time.js";
 import { createOutbox, type Outbox, outboxEvent } from "../../../platform/events/outbox.js";
 import {
   applyChange,
@@ -13,7 +14,6 @@ import {
   type OrderState,
 } from "../domain/order-state.js";
 import { toOrderView } from "../domain/order-view.js";
-import { fromPgTime, fromPgTimeOrNull, pgTime } from "./pg-time.js";
 
 /** Thrown when another writer appended to the order first (optimistic concurrency). */
 export class OrderConcurrencyError extends Error {
@@ -182,8 +182,8 @@ export function createOrderStore(options: OrderStoreOptions): OrderStore {
                             rejection_reason, last_sequence, view, created_at, updated_at)
         values (${state.id}, ${state.userId}, ${state.status}, ${state.total.amountMinor.toString()},
                 ${state.total.currencyCode}, ${JSON.stringify(items)}::jsonb, ${state.paymentId},
-                ${rejection}, ${state.lastSequence}, ${viewBytes}, ${pgTime(state.createTime)},
-                ${pgTime(state.updateTime)})
+                ${rejection}, ${state.lastSequence}, ${viewBytes}, ${toPgTime(state.createTime)},
+                ${toPgTime(state.updateTime)})
         on conflict (id) do update set
           status = excluded.status, payment_id = excluded.payment_id,
           rejection_reason = excluded.rejection_reason, last_sequence = excluded.last_sequence,
@@ -291,7 +291,7 @@ export function createOrderStore(options: OrderStoreOptions): OrderStore {
         event_id: event.eventId,
         event_type: changeName(event.kind.case!),
         payload: `\\x${Buffer.from(toBinary(OrderEventSchema, event)).toString("hex")}`,
-        occurred_at: pgTime(now),
+        occurred_at: toPgTime(now),
         causation_id: meta.causationId ?? null,
         correlation_id: meta.correlationId ?? null,
       }));

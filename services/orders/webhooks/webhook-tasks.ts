@@ -6,9 +6,9 @@ import { Counter, type Registry } from "prom-client";
 import { v7 as uuidv7 } from "uuid";
 import { type OrderEvent, OrderEventSchema } from "../../../gen/commerce/orders/v1/events_pb.js";
 import { WebhookDeliveryState } from "../../../gen/commerce/orders/v1/webhook_pb.js";
+import { fromPgTime, fromPgTimeOrNull, toPgTime } from "../../../platform/db/pg-time.js";
 import type { BackgroundTask } from "../../../platform/service/run-service.js";
 import type { OrdersSettings } from "../orders-settings.js";
-import { fromPgTime, fromPgTimeOrNull, pgTime } from "../store/pg-time.js";
 import { retryDelayMs } from "./backoff.js";
 import { subscribedTo, webhookEventType } from "./event-types.js";
 import { signatureHeader } from "./signing.js";
@@ -131,10 +131,10 @@ export function createWebhookTasks(deps: {
           state: WebhookDeliveryState.PENDING,
           attempt_count: 0,
           // (postgres.js row helpers pass values untyped: dates go as ISO text.)
-          next_attempt_at: pgTime(now),
-          give_up_at: pgTime(new Date(now.getTime() + hooks.retryPeriodMs)),
-          created_at: pgTime(now),
-          updated_at: pgTime(now),
+          next_attempt_at: toPgTime(now),
+          give_up_at: toPgTime(new Date(now.getTime() + hooks.retryPeriodMs)),
+          created_at: toPgTime(now),
+          updated_at: toPgTime(now),
         });
       }
     }
@@ -179,7 +179,7 @@ export function createWebhookTasks(deps: {
       const updated = await tx`
         update webhook_deliveries set
           state = ${state}, attempt_count = ${attemptNumber},
-          next_attempt_at = ${state === WebhookDeliveryState.RETRYING ? pgTime(next!) : null},
+          next_attempt_at = ${state === WebhookDeliveryState.RETRYING ? toPgTime(next!) : null},
           lease_until = null, updated_at = now()
         where id = ${delivery.id} and lease_until = ${lease}`;
       // Lost the lease (this attempt outlived it): the new owner records its own.
@@ -187,7 +187,7 @@ export function createWebhookTasks(deps: {
       await tx`
         insert into webhook_attempts (delivery_id, attempt_number, attempted_at, http_status,
                                       latency_us, error)
-        values (${delivery.id}, ${attemptNumber}, ${pgTime(new Date(Date.now() - result.latencyUs / 1000))},
+        values (${delivery.id}, ${attemptNumber}, ${toPgTime(new Date(Date.now() - result.latencyUs / 1000))},
                 ${result.status}, ${result.latencyUs}, ${result.error})
         on conflict do nothing`;
       if (breaker === "success") {
@@ -265,7 +265,7 @@ export function createWebhookTasks(deps: {
   }
 
   async function deliverDue(): Promise<number> {
-    const lease = pgTime(new Date(Date.now() + hooks.requestTimeoutMs + 30_000));
+    const lease = toPgTime(new Date(Date.now() + hooks.requestTimeoutMs + 30_000));
     const claimed = await sql<ClaimedDelivery[]>`
       update webhook_deliveries d set lease_until = ${lease}
       from (

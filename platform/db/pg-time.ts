@@ -1,10 +1,10 @@
 /**
- * The service's postgres.js client is shared with drizzle, which switches off
- * postgres.js' timestamp conversion on that client: timestamps must be sent
- * as ISO text and come back as text. These two helpers are the one place
- * that knows.
+ * drizzle switches off postgres.js' timestamp conversion on the client it
+ * wraps, and services share that client for raw SQL: timestamps must be sent
+ * as ISO text and come back as text. These helpers are the one place that
+ * knows.
  */
-export function pgTime(date: Date): string {
+export function toPgTime(date: Date): string {
   return date.toISOString();
 }
 
