@@ -37,12 +37,26 @@ export class InvalidArgumentError extends DomainError {
 
 export class NotFoundError extends DomainError {
   override name = "NotFoundError";
-  constructor(resource: string, id: string) {
+  /** google.rpc.ResourceInfo.resource_type, e.g. "commerce.catalog.v1.Product". */
+  readonly resourceType: string;
+  readonly id: string;
+  constructor(resource: string, id: string, resourceType = resource) {
     super(`${resource} not found`, {
       reason: `${resource.toUpperCase()}_NOT_FOUND`,
       metadata: { resource, id },
     });
+    this.resourceType = resourceType;
+    this.id = id;
   }
+}
+
+/** One unmet precondition (google.rpc.PreconditionFailure.Violation). */
+export interface PreconditionViolation {
+  /** e.g. "STOCK" */
+  type: string;
+  /** e.g. "products/<id>" */
+  subject: string;
+  description: string;
 }
 
 export class AlreadyExistsError extends DomainError {
@@ -54,8 +68,15 @@ export class AlreadyExistsError extends DomainError {
 
 export class FailedPreconditionError extends DomainError {
   override name = "FailedPreconditionError";
-  constructor(message: string, reason: string, metadata?: Record<string, string>) {
+  readonly violations: readonly PreconditionViolation[];
+  constructor(
+    message: string,
+    reason: string,
+    metadata?: Record<string, string>,
+    violations: readonly PreconditionViolation[] = [],
+  ) {
     super(message, { reason, ...(metadata ? { metadata } : {}) });
+    this.violations = violations;
   }
 }
 

@@ -4,6 +4,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import {
   BadRequestSchema,
   ErrorInfoSchema,
+  PreconditionFailureSchema,
+  ResourceInfoSchema,
   RetryInfoSchema,
 } from "../../gen/google/rpc/error_details_pb.js";
 import {
@@ -61,6 +63,22 @@ export function toConnectError(error: unknown): ConnectError {
           field: v.field,
           description: v.description,
         })),
+      },
+    });
+  }
+  if (error instanceof FailedPreconditionError && error.violations.length > 0) {
+    details.push({
+      desc: PreconditionFailureSchema,
+      value: { violations: error.violations.map((v) => ({ ...v })) },
+    });
+  }
+  if (error instanceof NotFoundError) {
+    details.push({
+      desc: ResourceInfoSchema,
+      value: {
+        resourceType: error.resourceType,
+        resourceName: error.id,
+        description: error.message,
       },
     });
   }

@@ -21,7 +21,6 @@ import { createInventoryHandlers } from "./inventory/inventory-handlers.js";
 import { createReservationSweeper } from "./inventory/reservation-sweeper.js";
 import { createCatalogHandlers } from "./products/catalog-handlers.js";
 import type { VersionedProduct } from "./products/product-row.js";
-import { catalogErrorDetails } from "./rpc/catalog-error-details.js";
 import { loadCatalogSettings } from "./settings.js";
 
 /**
@@ -130,7 +129,6 @@ export function createCatalogDefinition(
           ),
         ],
         background: [stream, outboxRelay, invalidator, sweeper],
-        interceptors: [catalogErrorDetails()],
         ...(options.tokenVerifier ? { tokenVerifier: options.tokenVerifier } : {}),
       };
     },

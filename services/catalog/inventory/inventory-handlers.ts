@@ -120,7 +120,7 @@ export function createInventoryHandlers(deps: InventoryDeps): ServiceImpl<typeof
          from products p left join stock s on s.product_id = p.id where p.id = $1::uuid`,
         [productId],
       );
-      if (!row) throw new NotFoundError("product", productId);
+      if (!row) throw new NotFoundError("product", productId, "commerce.catalog.v1.Product");
       return { stock: toStock(row) };
     },
 
@@ -212,7 +212,8 @@ export function createInventoryHandlers(deps: InventoryDeps): ServiceImpl<typeof
       v.throwIfAny();
       const row = await sql.begin(async (tx) => {
         const current = await lockReservation(tx, orderId);
-        if (!current) throw new NotFoundError("reservation", orderId);
+        if (!current)
+          throw new NotFoundError("reservation", orderId, "commerce.catalog.v1.Reservation");
         if (current.state === "committed") return current;
         if (current.state !== "active") {
           throw new FailedPreconditionError(
@@ -298,7 +299,7 @@ export function createInventoryHandlers(deps: InventoryDeps): ServiceImpl<typeof
       const delta = Number(req.delta);
       const { stock } = await sql.begin(async (tx) => {
         const [product] = await tx`select 1 from products where id = ${productId}::uuid`;
-        if (!product) throw new NotFoundError("product", productId);
+        if (!product) throw new NotFoundError("product", productId, "commerce.catalog.v1.Product");
         const [claimed] = await tx`
           insert into stock_ledger (product_id, kind, delta_on_hand, reason, note, request_id)
           values (${productId}::uuid, 'adjust', ${delta}, ${reason!}, ${req.note || null}, ${requestId}::uuid)

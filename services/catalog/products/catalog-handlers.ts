@@ -156,7 +156,7 @@ export function createCatalogHandlers(deps: CatalogDeps): ServiceImpl<typeof Cat
       const id = requireUuid(v, "id", req.id);
       v.throwIfAny();
       const row = await findCategory(readSql, id);
-      if (!row) throw new NotFoundError("category", id);
+      if (!row) throw new NotFoundError("category", id, "commerce.catalog.v1.Category");
       return { category: toCategory(row) };
     },
 
@@ -218,7 +218,7 @@ export function createCatalogHandlers(deps: CatalogDeps): ServiceImpl<typeof Cat
       const id = requireUuid(v, "id", req.id);
       v.throwIfAny();
       const found = await cache.get(id, () => loadOne(id));
-      if (!found) throw new NotFoundError("product", id);
+      if (!found) throw new NotFoundError("product", id, "commerce.catalog.v1.Product");
       return { product: found.product };
     },
 
@@ -234,7 +234,7 @@ export function createCatalogHandlers(deps: CatalogDeps): ServiceImpl<typeof Cat
       const products: Product[] = [];
       for (const id of ids) {
         const entry = found.get(id);
-        if (!entry) throw new NotFoundError("product", id);
+        if (!entry) throw new NotFoundError("product", id, "commerce.catalog.v1.Product");
         products.push(entry.product);
       }
       return { products };
@@ -292,7 +292,8 @@ export function createCatalogHandlers(deps: CatalogDeps): ServiceImpl<typeof Cat
       v.throwIfAny();
       const result = await sql.begin(async (tx) => {
         const row = await lockProduct(tx, id);
-        if (!row || row.deleted_us !== null) throw new NotFoundError("product", id);
+        if (!row || row.deleted_us !== null)
+          throw new NotFoundError("product", id, "commerce.catalog.v1.Product");
         const before = fieldsOf(row);
         const after: ProductFields = { ...before, ...changes };
         const changed = changedPaths(before, after);
@@ -312,7 +313,8 @@ export function createCatalogHandlers(deps: CatalogDeps): ServiceImpl<typeof Cat
       v.throwIfAny();
       const row = await sql.begin(async (tx) => {
         const current = await lockProduct(tx, id);
-        if (!current || current.deleted_us !== null) throw new NotFoundError("product", id);
+        if (!current || current.deleted_us !== null)
+          throw new NotFoundError("product", id, "commerce.catalog.v1.Product");
         const deleted = await setDeleted(tx, id, true);
         await events.append(tx, [events.productDeleted(toProduct(deleted))]);
         return deleted;
@@ -328,7 +330,7 @@ export function createCatalogHandlers(deps: CatalogDeps): ServiceImpl<typeof Cat
       v.throwIfAny();
       const row = await sql.begin(async (tx) => {
         const current = await lockProduct(tx, id);
-        if (!current) throw new NotFoundError("product", id);
+        if (!current) throw new NotFoundError("product", id, "commerce.catalog.v1.Product");
         if (current.deleted_us === null) {
           throw new FailedPreconditionError("product is not deleted", "PRODUCT_NOT_DELETED", {
             product_id: id,

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { loadServiceConfig } from "../../../platform/config/service-config.js";
 import { createDatabase, migrateDatabase } from "../../../platform/db/postgres.js";
-import { isDomainError } from "../../../platform/errors/domain-errors.js";
+import { InvalidArgumentError, isDomainError } from "../../../platform/errors/domain-errors.js";
 import { loadIdentityConfig } from "../identity-config.js";
 import { createIdentityCore } from "../identity-core.js";
 import { createAccount } from "../users/create-account.js";
@@ -86,7 +86,7 @@ async function main(): Promise<number> {
   } catch (error) {
     if (!isDomainError(error)) throw error;
     const details =
-      "violations" in error
+      error instanceof InvalidArgumentError
         ? error.violations.map((v) => `${v.field} ${v.description}`).join("; ")
         : "";
     process.stderr.write(`create-admin: ${error.message}${details ? `: ${details}` : ""}\n`);
