@@ -63,3 +63,27 @@ export function cpuMeter(sql: Sql, applicationName: string) {
   };
   return { snapshot, report };
 }
+
+/**
+ * With PROFILE_DIR set, records a V8 CPU profile of one stage into
+ * `<PROFILE_DIR>/<label>.cpuprofile` (open it in Chrome DevTools), so a stage
+ * can be studied without the start-up and the other stages in the way.
+ */
+export async function profiled<T>(label: string, run: () => Promise<T>): Promise<T> {
+  const dir = process.env.PROFILE_DIR;
+  if (!dir) return run();
+  const { Session } = await import("node:inspector/promises");
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.start");
+  try {
+    return await run();
+  } finally {
+    const { profile } = await session.post("Profiler.stop");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${dir}/${label}.cpuprofile`, JSON.stringify(profile));
+    session.disconnect();
+  }
+}

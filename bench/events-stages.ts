@@ -5,7 +5,7 @@
  *   append  — outbox inserts only (relay stopped)
  *   relay   — publishing an existing backlog (no consumer)
  *   consume — consuming an existing stream backlog
- * Env: EVENTS=20000 WRITERS=8 TX_EVENTS=10 AGGREGATES=1000 CONCURRENCY=64 NOTIFY=1
+ * Env: EVENTS=20000 WRITERS=8 TX_EVENTS=10 AGGREGATES=1000 CONCURRENCY=64 NOTIFY=1 PARALLEL=1
  */
 import { randomBytes } from "node:crypto";
 import { StructSchema } from "@bufbuild/protobuf/wkt";
@@ -24,7 +24,7 @@ import { appendEvents } from "../platform/events/outbox.js";
 import { createOutboxRelay } from "../platform/events/relay.js";
 import { deadLetterStream, domainStream, provisionStreams } from "../platform/events/streams.js";
 import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/harness.js";
-import { cpuMeter } from "./events-cpu.js";
+import { cpuMeter, profiled } from "./events-cpu.js";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const EVENTS = env("EVENTS", 20_000);
@@ -33,6 +33,8 @@ const TX_EVENTS = env("TX_EVENTS", 10);
 const AGGREGATES = env("AGGREGATES", 1_000);
 const CONCURRENCY = env("CONCURRENCY", 64);
 const NOTIFY = env("NOTIFY", 1) === 1;
+// PARALLEL=0: handlers of one batch run one after another (the consumer's default).
+const PARALLEL = env("PARALLEL", 1) === 1;
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 
@@ -69,26 +71,28 @@ async function main() {
     let next = 0;
     let c = await cpu.snapshot();
     let t = performance.now();
-    await Promise.all(
-      Array.from({ length: WRITERS }, async () => {
-        while (next < EVENTS) {
-          const from = next;
-          next += TX_EVENTS;
-          const count = Math.min(TX_EVENTS, EVENTS - from);
-          await db.sql.begin((tx) =>
-            appendEvents(
-              tx,
-              Array.from({ length: count }, (_, k) =>
-                testEvent(`agg-${(from + k) % AGGREGATES}`, {
-                  order: `o-${from + k}`,
-                  total: from + k,
-                }),
+    await profiled("append", () =>
+      Promise.all(
+        Array.from({ length: WRITERS }, async () => {
+          while (next < EVENTS) {
+            const from = next;
+            next += TX_EVENTS;
+            const count = Math.min(TX_EVENTS, EVENTS - from);
+            await db.sql.begin((tx) =>
+              appendEvents(
+                tx,
+                Array.from({ length: count }, (_, k) =>
+                  testEvent(`agg-${(from + k) % AGGREGATES}`, {
+                    order: `o-${from + k}`,
+                    total: from + k,
+                  }),
+                ),
+                { domain, notify: NOTIFY },
               ),
-              { domain, notify: NOTIFY },
-            ),
-          );
-        }
-      }),
+            );
+          }
+        }),
+      ),
     );
     let s = (performance.now() - t) / 1000;
     console.log(
@@ -106,7 +110,9 @@ async function main() {
     c = await cpu.snapshot();
     t = performance.now();
     let published = 0;
-    while (published < EVENTS) published += (await relay.publishBatch()).published;
+    await profiled("relay", async () => {
+      while (published < EVENTS) published += (await relay.publishBatch()).published;
+    });
     s = (performance.now() - t) / 1000;
     console.log(
       `relay: ${(EVENTS / s).toFixed(0)} events/s (batch 1000); ${cpu.report(c, await cpu.snapshot(), EVENTS)}`,
@@ -128,17 +134,20 @@ async function main() {
       }),
       concurrency: CONCURRENCY,
       maxAckPending: 10_000,
+      parallelAggregates: PARALLEL,
       deadLetters: { subjectPrefix: dlq.subjectPrefix },
       metricsRegistry: new Registry(),
       logger: silentLogger,
     });
     c = await cpu.snapshot();
     t = performance.now();
-    await consumer.start();
-    await finished;
+    await profiled("consume", async () => {
+      await consumer.start();
+      await finished;
+    });
     s = (performance.now() - t) / 1000;
     console.log(
-      `consume: ${(EVENTS / s).toFixed(0)} events/s (concurrency ${CONCURRENCY}); ${cpu.report(c, await cpu.snapshot(), EVENTS)}`,
+      `consume: ${(EVENTS / s).toFixed(0)} events/s (concurrency ${CONCURRENCY}, parallel aggregates ${PARALLEL}); ${cpu.report(c, await cpu.snapshot(), EVENTS)}`,
     );
     await consumer.stop();
   } finally {

@@ -10,7 +10,7 @@
  * 3. Pipeline at a steady open-loop rate (a quarter of 2 by default): p50/p99 of
  *    effect commit time − event occurred time, both on this host's clock.
  *
- * Env: EVENTS=20000 WRITERS=8 TX_EVENTS=10 AGGREGATES=1000 CONCURRENCY=8 CONSUMER_BATCH=64
+ * Env: EVENTS=20000 WRITERS=8 TX_EVENTS=10 AGGREGATES=1000 CONCURRENCY=8 CONSUMER_BATCH=64 PARALLEL=1
  *      STEADY_SECONDS=10 STEADY_RATE=<events/s> DATABASE_URL NATS_URL
  */
 import { randomBytes } from "node:crypto";
@@ -44,6 +44,8 @@ const CONCURRENCY = env("CONCURRENCY", 8);
 const CONSUMER_BATCH = env("CONSUMER_BATCH", 64);
 // NOTIFY=0: writers skip pg_notify and the relay polls every POLL_MS instead.
 const NOTIFY = env("NOTIFY", 1) === 1;
+// PARALLEL=0: handlers of one batch run one after another (the consumer's default).
+const PARALLEL = env("PARALLEL", 1) === 1;
 const POLL_MS = env("POLL_MS", NOTIFY ? 1_000 : 20);
 const STEADY_SECONDS = env("STEADY_SECONDS", 10);
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -155,6 +157,7 @@ async function main() {
       concurrency: CONCURRENCY,
       batchSize: CONSUMER_BATCH,
       maxAckPending: 10_000,
+      parallelAggregates: PARALLEL,
       deadLetters: { subjectPrefix: dlq.subjectPrefix },
       metricsRegistry: new Registry(),
       logger: silentLogger,
@@ -210,7 +213,7 @@ async function main() {
       from effects`;
     console.log(
       `pipeline at saturation: ${EVENTS} events (${WRITERS} writers × ${TX_EVENTS}/tx, ${AGGREGATES} aggregates, ` +
-        `notify ${NOTIFY}, consumer ${CONCURRENCY}×${CONSUMER_BATCH}) ` +
+        `notify ${NOTIFY}, consumer ${CONCURRENCY}×${CONSUMER_BATCH}, parallel aggregates ${PARALLEL}) ` +
         `inserted in ${insertSeconds.toFixed(2)} s, all effects after ${satSeconds.toFixed(2)} s = ${satRate.toFixed(0)} events/s ` +
         `(latency under backlog p50 ${Number(satLat!.p50).toFixed(0)} ms, p99 ${Number(satLat!.p99).toFixed(0)} ms)`,
     );

@@ -56,6 +56,7 @@ function consumer(
     ackWaitMs?: number;
     concurrency?: number;
     batchSize?: number;
+    parallelAggregates?: boolean;
   } = {},
 ): EventConsumer {
   const c = createEventConsumer({
@@ -69,6 +70,7 @@ function consumer(
     ackWaitMs: options.ackWaitMs ?? 30_000,
     concurrency: options.concurrency ?? 4,
     batchSize: options.batchSize ?? 32,
+    parallelAggregates: options.parallelAggregates ?? false,
     deadLetters: { subjectPrefix: env.dlq.subjectPrefix },
     metricsRegistry: new Registry(),
     logger: silentLogger,
@@ -310,66 +312,92 @@ describe("event consumer", () => {
     expect(calls).toBe(1);
   });
 
-  it("handles a burst in shared transactions and isolates a failing event and in-batch duplicates", async () => {
-    const name = `c_${env.id}`;
-    const handlers = recordingHandlers(name, (event) => {
-      if (event.aggregateId === "poison") throw new Error("poison in a batch");
-    });
-    // Create the durable consumer, then let a backlog build up while it is stopped.
-    const setup = consumer(handlers);
-    await setup.start();
-    await setup.stop();
-    const backlog = async (events: ReturnType<typeof testEvent>[]) => {
-      const before = (await env.jsm.streams.info(env.stream.name)).state.messages;
-      const appended = await env.database.sql.begin((tx) =>
-        appendEvents(tx, events, { domain: env.domain }),
-      );
-      await waitFor("published", async () => {
-        const info = await env.jsm.streams.info(env.stream.name);
-        return info.state.messages === before + events.length;
+  it.each([false, true])(
+    "handles a burst in shared transactions and isolates a failing event and in-batch duplicates (parallel aggregates: %s)",
+    async (parallelAggregates) => {
+      const name = `c_${env.id}`;
+      let running = 0;
+      let mostAtOnce = 0;
+      const handlers = recordingHandlers(name, async (event) => {
+        if (event.aggregateId === "poison") throw new Error("poison in a batch");
+        running++;
+        mostAtOnce = Math.max(mostAtOnce, running);
+        // Long enough for handlers of other aggregates in the batch to start, if they may.
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        running--;
       });
-      return appended;
-    };
+      // Create the durable consumer, then let a backlog build up while it is stopped.
+      const setup = consumer(handlers);
+      await setup.start();
+      await setup.stop();
+      const backlog = async (events: ReturnType<typeof testEvent>[]) => {
+        const before = (await env.jsm.streams.info(env.stream.name)).state.messages;
+        const appended = await env.database.sql.begin((tx) =>
+          appendEvents(tx, events, { domain: env.domain }),
+        );
+        await waitFor("published", async () => {
+          const info = await env.jsm.streams.info(env.stream.name);
+          return info.state.messages === before + events.length;
+        });
+        return appended;
+      };
 
-    const healthy = await backlog(
-      Array.from({ length: 12 }, (_, i) => testEvent(`agg-${i % 4}`, { i })),
-    );
-    // A second copy of event 3 (as a replay would send) right behind the originals.
-    const stored = await env.jsm.streams.getMessage(env.stream.name, { seq: 4 });
-    const h = natsHeaders();
-    for (const key of stored!.header.keys()) {
-      if (key !== "Nats-Msg-Id") h.set(key, stored!.header.get(key));
-    }
-    await jetstream(env.nc).publish(stored!.subject, stored!.data, { headers: h, msgID: uuidv7() });
-    const first = consumer(handlers, { batchSize: 50, maxAttempts: 2 });
-    await first.start();
-    await waitFor("burst applied", async () => (await countRows(env.database, "effects")) === 12);
-    await waitFor("duplicate acked", () => first.stats.duplicate === 1);
-    expect(first.stats.processed).toBe(12);
-    expect(await countRows(env.database, "effects", `event_id = '${healthy[3]!.eventId}'`)).toBe(1);
-    // Some events shared a transaction (inbox rows of one transaction share now()).
-    const [shared] = await env.database.sql`
+      const healthy = await backlog(
+        Array.from({ length: 12 }, (_, i) => testEvent(`agg-${i % 4}`, { i })),
+      );
+      // A second copy of event 3 (as a replay would send) right behind the originals.
+      const stored = await env.jsm.streams.getMessage(env.stream.name, { seq: 4 });
+      const h = natsHeaders();
+      for (const key of stored!.header.keys()) {
+        if (key !== "Nats-Msg-Id") h.set(key, stored!.header.get(key));
+      }
+      await jetstream(env.nc).publish(stored!.subject, stored!.data, {
+        headers: h,
+        msgID: uuidv7(),
+      });
+      // One transaction at a time: handlers overlap only inside a batch.
+      const first = consumer(handlers, {
+        batchSize: 50,
+        maxAttempts: 2,
+        concurrency: 1,
+        parallelAggregates,
+      });
+      await first.start();
+      await waitFor("burst applied", async () => (await countRows(env.database, "effects")) === 12);
+      await waitFor("duplicate acked", () => first.stats.duplicate === 1);
+      expect(first.stats.processed).toBe(12);
+      expect(await countRows(env.database, "effects", `event_id = '${healthy[3]!.eventId}'`)).toBe(
+        1,
+      );
+      // Some events shared a transaction (inbox rows of one transaction share now()).
+      const [shared] = await env.database.sql`
       select count(distinct processed_at)::int as n from inbox where consumer = ${name}`;
-    expect(shared!.n).toBeLessThan(12);
-    // Per aggregate, effects were applied in sequence order.
-    const rows = await env.database.sql`
+      expect(shared!.n).toBeLessThan(12);
+      // Per aggregate, effects were applied in sequence order.
+      const rows = await env.database.sql`
       select aggregate_id, array_agg(aggregate_seq::int order by id) as seqs
       from effects group by aggregate_id`;
-    for (const row of rows) expect(row.seqs).toEqual([1, 2, 3]);
-    await first.stop();
+      for (const row of rows) expect(row.seqs).toEqual([1, 2, 3]);
+      if (parallelAggregates) expect(mostAtOnce).toBeGreaterThan(1);
+      else expect(mostAtOnce).toBe(1);
+      await first.stop();
 
-    await backlog(
-      Array.from({ length: 10 }, (_, i) => testEvent(i === 4 ? "poison" : `agg-${i % 4}`, { i })),
-    );
-    const second = consumer(handlers, { batchSize: 50, maxAttempts: 2 });
-    await second.start();
-    await waitFor("dead letter", () => second.stats.dead_lettered === 1);
-    await waitFor("healthy applied", async () => (await countRows(env.database, "effects")) === 21);
-    expect(second.stats.processed).toBe(9);
-    const [agg] = await env.database.sql`
+      await backlog(
+        Array.from({ length: 10 }, (_, i) => testEvent(i === 4 ? "poison" : `agg-${i % 4}`, { i })),
+      );
+      const second = consumer(handlers, { batchSize: 50, maxAttempts: 2, parallelAggregates });
+      await second.start();
+      await waitFor("dead letter", () => second.stats.dead_lettered === 1);
+      await waitFor(
+        "healthy applied",
+        async () => (await countRows(env.database, "effects")) === 21,
+      );
+      expect(second.stats.processed).toBe(9);
+      const [agg] = await env.database.sql`
       select count(*)::int as n, count(distinct event_id)::int as ids from effects`;
-    expect(agg).toEqual({ n: 21, ids: 21 });
-  });
+      expect(agg).toEqual({ n: 21, ids: 21 });
+    },
+  );
 
   it("prunes only the consumer's inbox rows older than the retention", async () => {
     const old = uuidv7();

@@ -113,6 +113,17 @@ export interface ConsumerOptions<Tx extends SqlExecutor> {
    * On any failure the batch is rolled back and its events run one by one.
    */
   batchSize?: number;
+  /**
+   * Handlers of different aggregates in one batch run concurrently in the
+   * batch's transaction (default false: one after another). postgres.js then
+   * pipelines their statements on the connection instead of paying a round
+   * trip each, which roughly halves the consumer's CPU per event. Events of
+   * one aggregate still run in order. Enable it only when handlers of
+   * different aggregates never read-modify-write the same rows in JavaScript
+   * (single SQL statements such as `update … set n = n + 1` are fine): they
+   * share one transaction, so no lock keeps them apart.
+   */
+  parallelAggregates?: boolean;
   /** Unacked messages across all replicas (default 1000). */
   maxAckPending?: number;
   deliverPolicy?: "all" | "new";
@@ -224,6 +235,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
     concurrency = 16,
     batchSize = 32,
     maxAckPending = 1_000,
+    parallelAggregates = false,
     deliverPolicy = "all",
     logger = stderrLogger,
     tracer = eventsTracer(),
@@ -240,9 +252,17 @@ export function createEventConsumer<Tx extends SqlExecutor>(
     retried: 0,
     dead_lettered: 0,
   };
+  // Label children resolved once: a labelled inc/observe hashes its labels on every call.
+  const outcomeCounters = new Map(
+    (Object.keys(stats) as ConsumerOutcome[]).map((outcome) => [
+      outcome,
+      metrics.messages.labels({ consumer: name, outcome }),
+    ]),
+  );
+  const handlerSeconds = metrics.handlerSeconds.labels({ consumer: name });
   const count = (outcome: ConsumerOutcome) => {
     stats[outcome]++;
-    metrics.messages.inc({ consumer: name, outcome });
+    outcomeCounters.get(outcome)?.inc();
   };
 
   let stopping = false;
@@ -337,6 +357,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
 
   interface Work {
     msg: JsMsg;
+    aggregateKey: string;
     attempt: number;
     streamSeq: number;
     event: DecodedEvent;
@@ -351,12 +372,8 @@ export function createEventConsumer<Tx extends SqlExecutor>(
    * consumer, undecodable messages, types without a handler, exhausted
    * deliveries. Returns the work left for a handler.
    */
-  async function triage({
-    msg,
-    headers,
-    streamSeq,
-    deliveryCount: attempt,
-  }: Delivery): Promise<Work | undefined> {
+  async function triage(delivery: Delivery): Promise<Work | undefined> {
+    const { msg, headers, streamSeq, deliveryCount: attempt } = delivery;
     const replayFor = headers.get(EventHeader.replayConsumer);
     if (replayFor && replayFor !== name) {
       msg.ack();
@@ -405,13 +422,23 @@ export function createEventConsumer<Tx extends SqlExecutor>(
       endSpan(span, new Error(error));
       return undefined;
     }
-    return { msg, attempt, streamSeq, event, entry, span, ctx, started };
+    return {
+      msg,
+      aggregateKey: aggregateKey(delivery),
+      attempt,
+      streamSeq,
+      event,
+      entry,
+      span,
+      ctx,
+      started,
+    };
   }
 
   function succeeded(work: Work, applied: boolean): void {
     work.msg.ack();
     count(applied ? "processed" : "duplicate");
-    metrics.handlerSeconds.observe({ consumer: name }, (performance.now() - work.started) / 1000);
+    handlerSeconds.observe((performance.now() - work.started) / 1000);
     endSpan(work.span);
   }
 
@@ -467,19 +494,33 @@ export function createEventConsumer<Tx extends SqlExecutor>(
         );
         const claimed = new Set(rows.map((row) => row.event_id));
         const ran = new Set<string>();
+        const lanes = new Map<string, Work[]>();
         for (const work of batch) {
           const id = work.event.eventId;
           // The same event twice in one batch (a replay next to the original) runs once.
           if (!claimed.has(id) || ran.has(id)) continue;
           ran.add(id);
-          await context.with(work.ctx, () =>
-            work.entry.handle(work.event, {
-              tx,
-              attempt: work.attempt,
-              streamSeq: work.streamSeq,
-            }),
-          );
+          const lane = parallelAggregates ? work.aggregateKey : "";
+          const queue = lanes.get(lane);
+          if (queue) queue.push(work);
+          else lanes.set(lane, [work]);
         }
+        const runLane = async (lane: Work[]) => {
+          for (const work of lane) {
+            await context.with(work.ctx, () =>
+              work.entry.handle(work.event, {
+                tx,
+                attempt: work.attempt,
+                streamSeq: work.streamSeq,
+              }),
+            );
+          }
+        };
+        // Wait for every lane before failing: a lane still issuing statements
+        // while the transaction rolls back would run them outside of it.
+        const outcomes = await Promise.allSettled([...lanes.values()].map(runLane));
+        const failure = outcomes.find((outcome) => outcome.status === "rejected");
+        if (failure) throw failure.reason;
         return ran;
       });
     } catch {
