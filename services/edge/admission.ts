@@ -102,10 +102,12 @@ export function createAdmission(options: AdmissionOptions): Admission {
         }
       }
       const limit: Limit = rateLimits[routeClass][caller ? "user" : "anonymous"];
-      const decision = await rateLimiter.check(
+      const pending = rateLimiter.check(
         caller ? `${routeClass}:u:${caller.subject}` : `${routeClass}:a:${clientAddress}`,
         limit,
       );
+      // Usually decided from leased tokens, synchronously: no await, no extra tick.
+      const decision = pending instanceof Promise ? await pending : pending;
       const rateHeaders = rateLimitHeaders(decision, limit);
       if (!decision.allowed) {
         limited.inc({ route_class: routeClass, caller: caller ? "user" : "anonymous" });
