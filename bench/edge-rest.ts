@@ -1,37 +1,51 @@
 /**
  * Edge read path against its baselines, in one run (issue 7):
  *
- *   1. raw node:http hello                                  (ceiling)
- *   2. single process: node:http + ioredis GET → cached JSON ("what a user might build")
- *   3. REST  GET /v1/products/{id} → edge → catalog-shaped upstream (Redis cache hit)
- *   4. Connect unary JSON (HTTP/1.1) → edge pass-through → same upstream
- *   5. gRPC (HTTP/2) → edge pass-through → same upstream
- *   6. gRPC (HTTP/2) straight to the upstream (what the edge adds on top)
+ *   1. raw node:http hello                                          (ceiling)
+ *   2. single process: fastify + ioredis GET → cached product JSON  ("what a user might build")
+ *   3. single process: node:http + ioredis, same handler            (reference: fastify's own cost)
+ *   4. REST  GET /v1/products/{id} → edge → the real catalog service (Redis cache hit)
+ *   5. Connect unary JSON (HTTP/1.1) → edge pass-through → catalog
+ *   6. gRPC (HTTP/2) → edge pass-through → catalog
+ *   7. gRPC (HTTP/2) straight to the catalog (what the edge adds on top)
  *
  * HTTP/1.1 loads: autocannon, 50 connections. HTTP/2 loads: a raw node:http2
  * gRPC driver with 50 calls in flight over 2 connections. Every server runs in
- * its own process; the upstream is the platform server (gRPC fast path) whose
- * GetProduct reads the product's protobuf from Redis and decodes it, i.e. the
- * catalog's cache-hit work. Edge logs at warn (no access log line per
- * request); rate limiting is ON (one Redis EVALSHA per request) with limits
- * above the load.
+ * its own process. The catalog is services/catalog/main.ts in a throw-away
+ * schema, Redis key prefix, event domain and stream; the product is created
+ * through its CreateProduct RPC (admin token signed by a JWKS this process
+ * serves) and read once so every measured GetProduct is a cache hit, which the
+ * catalog's own cache metrics confirm per scenario. Edge and catalog log at
+ * warn (no access log line per request); the edge's rate limiting is ON (one
+ * Redis EVALSHA per request) with limits above the load. The baselines answer
+ * the JSON the edge answers, byte for byte (checked before measuring).
  *
  *   npx tsx bench/edge-rest.ts [--seconds 10] [--warmup 2] [--connections 50]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect as connectNats } from "@nats-io/transport-node";
 import autocannon from "autocannon";
 import { Redis } from "ioredis";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import postgres from "postgres";
 import {
+  CatalogService,
   GetProductRequestSchema,
   GetProductResponseSchema,
 } from "../gen/commerce/catalog/v1/catalog_service_pb.js";
+import { DEFAULT_AUDIENCE, DEFAULT_ISSUER } from "../platform/auth/auth-config.js";
+import { ACCESS_TOKEN_TYPE } from "../platform/auth/token-verifier.js";
 
 const { values } = parseArgs({
   options: {
@@ -43,11 +57,20 @@ const { values } = parseArgs({
 const SECONDS = Number(values.seconds);
 const WARMUP = Number(values.warmup);
 const CONNECTIONS = Number(values.connections);
+const PG_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const runId = randomBytes(4).toString("hex");
-const keyPrefix = `bench:edge:${runId}:product:`;
-const productId = randomUUID();
+const redisPrefix = `bench:edge:${runId}:`;
+const jsonPrefix = `${redisPrefix}json:`;
+const schema = `bench_edge_${runId}`;
+const eventDomain = `benchedge${runId}`;
+const stream = `BENCH_EDGE_${runId}`;
 const log = (line: string) => process.stdout.write(`${line}\n`);
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
 
 interface Result {
   name: string;
@@ -57,6 +80,8 @@ interface Result {
   errors: number;
   /** CPU µs per request spent in each server process (contention-proof cost). */
   cpu?: Record<string, number>;
+  /** Catalog cache lookups during the scenario (GetProduct calls it served, hits, misses). */
+  cache?: { rpcs: number; hits: number; misses: number };
 }
 
 /** utime + stime of a process in ms (Linux /proc; 10 ms resolution). */
@@ -94,6 +119,11 @@ function freePort(): Promise<number> {
 
 const children: ChildProcess[] = [];
 
+function track(name: string, child: ChildProcess) {
+  children.push(child);
+  servers.set(name, child.pid!);
+}
+
 async function start(mode: string, args: string[], env: Record<string, string> = {}) {
   const port = await freePort();
   const child = spawn(
@@ -108,8 +138,7 @@ async function start(mode: string, args: string[], env: Record<string, string> =
     ],
     { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] },
   );
-  children.push(child);
-  servers.set(mode, child.pid!);
+  track(mode, child);
   await new Promise<void>((resolve, reject) => {
     let out = "";
     child.stdout!.on("data", (c: Buffer) => {
@@ -119,6 +148,107 @@ async function start(mode: string, args: string[], env: Record<string, string> =
     child.once("exit", (code) => reject(new Error(`${mode} exited with ${code}`)));
   });
   return port;
+}
+
+/** The real catalog service as its own process, isolated for this run. */
+async function startCatalog(jwksUrl: string): Promise<string> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", new URL("../services/catalog/main.ts", import.meta.url).pathname],
+    {
+      env: {
+        ...process.env,
+        PORT: String(port),
+        DATABASE_URL: PG_URL,
+        DB_SCHEMA: schema,
+        DATABASE_POOL_MAX: "4",
+        REDIS_URL,
+        NATS_URL,
+        REDIS_KEY_PREFIX: `${redisPrefix}catalog:`,
+        CATALOG_EVENT_DOMAIN: eventDomain,
+        CATALOG_EVENT_STREAM: stream,
+        CATALOG_STREAM_MAX_BYTES: String(64 * 1024 * 1024),
+        // Longer than any run, so no measured call can miss on expiry.
+        CATALOG_CACHE_TTL_SECONDS: "3600",
+        PAGE_TOKEN_SECRET: `bench-edge-${runId}-page-token-secret`,
+        AUTH_JWKS_URL: jwksUrl,
+        SHUTDOWN_GRACE_MS: "1000",
+        LOG_LEVEL: "warn",
+      },
+      stdio: ["ignore", "ignore", "inherit"],
+    },
+  );
+  track("catalog", child);
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`catalog exited with ${child.exitCode}`);
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) return url;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error("catalog did not become ready");
+}
+
+/** Serves a JWKS for the catalog and signs the admin token CreateProduct needs. */
+async function adminAuth(): Promise<{ jwksUrl: string; token: string; close(): void }> {
+  const { publicKey, privateKey } = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+  const kid = randomBytes(6).toString("hex");
+  const jwks = JSON.stringify({
+    keys: [{ ...(await exportJWK(publicKey)), kid, alg: "EdDSA", use: "sig" }],
+  });
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(jwks);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  const token = await new SignJWT({ roles: ["admin"] })
+    .setProtectedHeader({ alg: "EdDSA", typ: ACCESS_TOKEN_TYPE, kid })
+    .setIssuer(DEFAULT_ISSUER)
+    .setAudience(DEFAULT_AUDIENCE)
+    .setSubject(randomUUID())
+    .setIssuedAt()
+    .setExpirationTime("1h")
+    .sign(privateKey);
+  return { jwksUrl: `http://127.0.0.1:${port}/jwks.json`, token, close: () => server.close() };
+}
+
+/** Sum of the catalog's counter samples whose name and labels contain every fragment. */
+function metric(text: string, name: string, ...fragments: string[]): number {
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith(`${name}{`) && fragments.every((f) => line.includes(f))) {
+      sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+  }
+  return sum;
+}
+
+async function cacheCounters(catalogUrl: string) {
+  const text = await (await fetch(`${catalogUrl}/metrics`)).text();
+  return {
+    rpcs: metric(text, "rpc_server_duration_seconds_count", 'rpc_method="GetProduct"'),
+    hits: metric(text, "cache_requests_total", 'cache="product"', 'result="hit"'),
+    misses:
+      metric(text, "cache_requests_total", 'cache="product"', 'result="miss"') +
+      metric(text, "cache_requests_total", 'cache="product"', 'result="bypass"'),
+  };
+}
+
+/** Records the catalog's GetProduct and cache counters around a scenario. */
+async function withCache(catalogUrl: string, run: () => Promise<Result>): Promise<Result> {
+  const before = await cacheCounters(catalogUrl);
+  const result = await run();
+  const after = await cacheCounters(catalogUrl);
+  result.cache = {
+    rpcs: after.rpcs - before.rpcs,
+    hits: after.hits - before.hits,
+    misses: after.misses - before.misses,
+  };
+  return result;
 }
 
 async function cannon(
@@ -150,7 +280,7 @@ async function cannon(
 }
 
 /** Closed-loop gRPC unary driver over raw HTTP/2: CONNECTIONS calls in flight. */
-async function grpcLoad(name: string, port: number): Promise<Result> {
+async function grpcLoad(name: string, port: number, productId: string): Promise<Result> {
   const request = toBinary(
     GetProductRequestSchema,
     create(GetProductRequestSchema, { id: productId }),
@@ -212,35 +342,60 @@ async function grpcLoad(name: string, port: number): Promise<Result> {
 }
 
 async function main() {
+  log(`edge-rest bench ${runId}: load average at start ${load()}`);
   const redis = new Redis(REDIS_URL);
-  const product = create(GetProductResponseSchema, {
+  const auth = await adminAuth();
+  const catalogUrl = await startCatalog(auth.jwksUrl);
+  const catalogPort = Number(new URL(catalogUrl).port);
+
+  // The product goes in through the catalog's API (as an admin would add it);
+  // one read then fills the catalog's Redis cache.
+  const catalog = createClient(
+    CatalogService,
+    createGrpcTransport({
+      baseUrl: catalogUrl,
+      interceptors: [
+        (next) => (req) => {
+          req.header.set("authorization", `Bearer ${auth.token}`);
+          return next(req);
+        },
+      ],
+    }),
+  );
+  const { category } = await catalog.createCategory({
+    category: { slug: `bench-${runId}`, name: "Coffee grinders" },
+  });
+  const { product } = await catalog.createProduct({
     product: {
-      id: productId,
-      sku: "SKU-BENCH-0001",
+      sku: `SKU-BENCH-${runId}`,
       name: "Benchmark espresso grinder",
       description: "Conical burr grinder with 40 settings, 250 g hopper and a stepless dial.",
       price: { amountMinor: 24900n, currencyCode: "EUR" },
-      categoryId: randomUUID(),
+      categoryId: category!.id,
       attributes: { color: "black", weight: "2.1kg" },
       active: true,
-      createTime: timestampFromDate(new Date("2024-03-01T10:00:00Z")),
-      updateTime: timestampFromDate(new Date("2024-06-01T10:00:00Z")),
     },
   });
-  const json = toJsonString(GetProductResponseSchema, product, { alwaysEmitImplicit: true });
-  await redis.set(
-    `${keyPrefix}${productId}`,
-    Buffer.from(toBinary(GetProductResponseSchema, product)),
-  );
-  await redis.set(`${keyPrefix}json`, json);
+  const productId = product!.id;
+  auth.close();
+  const beforeFill = await cacheCounters(catalogUrl);
+  const fetched = await catalog.getProduct({ id: productId });
+  const afterFill = await cacheCounters(catalogUrl);
+  if (afterFill.misses - beforeFill.misses !== 1) {
+    throw new Error("the first GetProduct was expected to miss the cache and fill it");
+  }
+  // What the edge's transcoder must produce (proto3 JSON, implicit values
+  // emitted): the body the single-process baselines serve from Redis.
+  const json = toJsonString(GetProductResponseSchema, fetched, { alwaysEmitImplicit: true });
+  await redis.set(`${jsonPrefix}${productId}`, json);
 
   const unlimited = { ratePerSecond: 1e7, burst: 1e7 };
   const rawPort = await start("raw", []);
-  const singlePort = await start("single", [`${keyPrefix}json`]);
-  const upstreamPort = await start("upstream", [keyPrefix]);
-  const edgePort = await start("edge", [`http://127.0.0.1:${upstreamPort}`], {
+  const fastifyPort = await start("fastify", [jsonPrefix]);
+  const nodePort = await start("node", [jsonPrefix]);
+  const edgePort = await start("edge", [catalogUrl], {
     LOG_LEVEL: "warn",
-    EDGE_RATE_LIMIT_PREFIX: `bench:edge:${runId}:rl:`,
+    EDGE_RATE_LIMIT_PREFIX: `${redisPrefix}rl:`,
     EDGE_RATE_LIMITS: JSON.stringify({
       read: { anonymous: unlimited, user: unlimited },
       write: { anonymous: unlimited, user: unlimited },
@@ -248,15 +403,30 @@ async function main() {
     }),
   });
 
-  // The edge must answer exactly what the single-process handler answers.
-  const check = await fetch(`http://127.0.0.1:${edgePort}/v1/products/${productId}`);
-  const edgeBody = await check.text();
-  if (
-    check.status !== 200 ||
-    JSON.stringify(JSON.parse(edgeBody)) !== JSON.stringify(JSON.parse(json))
-  ) {
-    throw new Error(`edge answered ${check.status} ${edgeBody.slice(0, 300)}`);
+  // The edge must answer exactly what the single-process handlers answer.
+  const bodies = new Map<string, string>();
+  for (const [who, port] of [
+    ["edge", edgePort],
+    ["fastify", fastifyPort],
+    ["node", nodePort],
+  ] as const) {
+    const res = await fetch(`http://127.0.0.1:${port}/v1/products/${productId}`);
+    const body = await res.text();
+    if (res.status !== 200) throw new Error(`${who} answered ${res.status} ${body.slice(0, 300)}`);
+    bodies.set(who, body);
   }
+  if (
+    bodies.get("edge") !== json ||
+    bodies.get("fastify") !== json ||
+    bodies.get("node") !== json
+  ) {
+    throw new Error(
+      `bodies differ:\nexpected ${json}\n${[...bodies].map(([w, b]) => `${w} ${b}`).join("\n")}`,
+    );
+  }
+  log(
+    `product ${productId}: ${json.length} bytes of JSON, identical from edge, fastify, node:http`,
+  );
 
   // CPU is read around the whole run (warm-up included) and divided by the
   // requests of the whole run, estimated from the measured rate.
@@ -272,72 +442,124 @@ async function main() {
   results.push(
     await withCpu(
       () =>
-        cannon("single process node:http+ioredis", {
-          url: `http://127.0.0.1:${singlePort}/v1/products/${productId}`,
+        cannon("single process fastify+ioredis", {
+          url: `http://127.0.0.1:${fastifyPort}/v1/products/${productId}`,
         }),
       withWarmup,
-      ["single"],
+      ["fastify"],
     ),
   );
   results.push(
     await withCpu(
       () =>
-        cannon("REST GET via edge → upstream", {
-          url: `http://127.0.0.1:${edgePort}/v1/products/${productId}`,
+        cannon("(ref) node:http+ioredis", {
+          url: `http://127.0.0.1:${nodePort}/v1/products/${productId}`,
         }),
       withWarmup,
-      ["edge", "upstream"],
+      ["node"],
+    ),
+  );
+  const viaEdge = ["edge", "catalog"];
+  results.push(
+    await withCache(catalogUrl, () =>
+      withCpu(
+        () =>
+          cannon("REST GET via edge → catalog", {
+            url: `http://127.0.0.1:${edgePort}/v1/products/${productId}`,
+          }),
+        withWarmup,
+        viaEdge,
+      ),
     ),
   );
   results.push(
-    await withCpu(
-      () =>
-        cannon("Connect JSON (h1) via edge", {
-          url: `http://127.0.0.1:${edgePort}/commerce.catalog.v1.CatalogService/GetProduct`,
-          method: "POST",
-          headers: { "content-type": "application/json", "connect-protocol-version": "1" },
-          body: JSON.stringify({ id: productId }),
-        }),
-      withWarmup,
-      ["edge", "upstream"],
+    await withCache(catalogUrl, () =>
+      withCpu(
+        () =>
+          cannon("Connect JSON (h1) via edge", {
+            url: `http://127.0.0.1:${edgePort}/commerce.catalog.v1.CatalogService/GetProduct`,
+            method: "POST",
+            headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+            body: JSON.stringify({ id: productId }),
+          }),
+        withWarmup,
+        viaEdge,
+      ),
     ),
   );
   results.push(
-    await withCpu(() => grpcLoad("gRPC (h2) via edge", edgePort), withWarmup, ["edge", "upstream"]),
+    await withCache(catalogUrl, () =>
+      withCpu(() => grpcLoad("gRPC (h2) via edge", edgePort, productId), withWarmup, viaEdge),
+    ),
   );
   results.push(
-    await withCpu(() => grpcLoad("gRPC (h2) direct to upstream", upstreamPort), withWarmup, [
-      "upstream",
-    ]),
+    await withCache(catalogUrl, () =>
+      withCpu(() => grpcLoad("gRPC (h2) direct to catalog", catalogPort, productId), withWarmup, [
+        "catalog",
+      ]),
+    ),
   );
 
   const raw = results[0]!.rps;
   const single = results[1]!.rps;
+  const nodeSingle = results[2]!.rps;
   log("");
   log(`edge read path, ${CONNECTIONS} connections, ${SECONDS}s per run (warm-up ${WARMUP}s)`);
   log(
-    `${"scenario".padEnd(36)} ${"req/s".padStart(9)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"errors".padStart(7)} ${"÷raw".padStart(6)} ${"÷single".padStart(8)}  CPU µs/request`,
+    `${"scenario".padEnd(32)} ${"req/s".padStart(8)} ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)} ${"errors".padStart(6)} ${"÷raw".padStart(6)} ${"÷fastify".padStart(8)}  ${"cache hits".padEnd(24)}  CPU µs/request`,
   );
   for (const r of results) {
     const cpu = Object.entries(r.cpu ?? {})
       .map(([who, us]) => `${who} ${us.toFixed(0)}`)
       .join(", ");
+    const cache = r.cache
+      ? `${((100 * r.cache.hits) / Math.max(1, r.cache.hits + r.cache.misses)).toFixed(1)}% (${r.cache.hits}/${r.cache.hits + r.cache.misses}, ${r.cache.rpcs} rpcs)`
+      : "";
     log(
-      `${r.name.padEnd(36)} ${r.rps.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(8)} ${r.p99.toFixed(2).padStart(8)} ${String(r.errors).padStart(7)} ${(r.rps / raw).toFixed(3).padStart(6)} ${(r.rps / single).toFixed(3).padStart(8)}  ${cpu}`,
+      `${r.name.padEnd(32)} ${r.rps.toFixed(0).padStart(8)} ${r.p50.toFixed(2).padStart(7)} ${r.p99.toFixed(2).padStart(7)} ${String(r.errors).padStart(6)} ${(r.rps / raw).toFixed(3).padStart(6)} ${(r.rps / single).toFixed(3).padStart(8)}  ${cache.padEnd(24)}  ${cpu}`,
     );
   }
-  const rest = results[2]!.rps;
+  const misses = results.reduce((n, r) => n + (r.cache?.misses ?? 0), 0);
+  if (misses > 0) log(`WARNING: ${misses} catalog cache lookups missed during the measured runs`);
+  const rest = results[3]!.rps;
   log("");
   log(
-    `targets: REST via edge ≥ 0.25 × raw (${(rest / raw).toFixed(3)}) and ≥ 0.4 × single process (${(rest / single).toFixed(3)})`,
+    `targets: REST via edge ≥ 0.25 × raw (${(rest / raw).toFixed(3)}) and ≥ 0.4 × single process fastify (${(rest / single).toFixed(3)}); ÷ node:http+ioredis ${(rest / nodeSingle).toFixed(3)}`,
   );
-  const keys = await redis.keys(`bench:edge:${runId}:*`);
+  log(`load average at end ${load()}`);
+  redis.disconnect();
+}
+
+async function cleanup() {
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+          child.once("exit", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          child.kill("SIGTERM");
+        }),
+    ),
+  );
+  const sql = postgres(PG_URL, { max: 1, onnotice: () => {} });
+  await sql.unsafe(`drop schema if exists "${schema}" cascade`).catch(() => {});
+  await sql.end();
+  const redis = new Redis(REDIS_URL);
+  const keys = await redis.keys(`${redisPrefix}*`);
   if (keys.length > 0) await redis.del(...keys);
   redis.disconnect();
+  // Deleting the stream deletes the consumers the catalog made on it.
+  const nc = await connectNats({ servers: NATS_URL });
+  await (await jetstreamManager(nc)).streams.delete(stream).catch(() => {});
+  await nc.close();
 }
 
 try {
   await main();
 } finally {
-  for (const child of children) child.kill("SIGTERM");
+  await cleanup();
 }
