@@ -115,6 +115,7 @@ export function createCatalogDefinition(
               events,
               cache,
               tokens: createPageTokens(settings.pageTokenSecret),
+              searchRankWindow: settings.searchRankWindow,
             }),
           ),
           registerService(

@@ -6,6 +6,7 @@ import {
   readOptionalString,
   readString,
 } from "../../platform/config/env.js";
+import { DEFAULT_RANK_WINDOW } from "./products/product-query.js";
 
 /** Catalog-only settings (the platform reads the shared ones). */
 export interface CatalogSettings {
@@ -27,6 +28,8 @@ export interface CatalogSettings {
   provisionStream: boolean;
   /** Stream size cap; JetStream reserves it up front, so tests keep it small. */
   streamMaxBytes: number | undefined;
+  /** Matches a RELEVANCE search ranks (see products/product-query.ts). */
+  searchRankWindow: number;
 }
 
 const DEV_PAGE_TOKEN_SECRET = "commerce-mesh-local-page-token-secret";
@@ -61,5 +64,9 @@ export function loadCatalogSettings(env: Env = process.env): CatalogSettings {
     streamMaxBytes: readOptionalString(env, "CATALOG_STREAM_MAX_BYTES")
       ? readInt(env, "CATALOG_STREAM_MAX_BYTES", 0, { min: 1024 * 1024 })
       : undefined,
+    searchRankWindow: readInt(env, "CATALOG_SEARCH_RANK_WINDOW", DEFAULT_RANK_WINDOW, {
+      min: 1,
+      max: 100_000,
+    }),
   };
 }

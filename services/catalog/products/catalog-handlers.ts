@@ -72,6 +72,8 @@ export interface CatalogDeps {
   events: CatalogEvents;
   cache: CacheAside<VersionedProduct>;
   tokens: PageTokens;
+  /** Matches a RELEVANCE search ranks (product-query.ts); default DEFAULT_RANK_WINDOW. */
+  searchRankWindow?: number;
 }
 
 const SLUG = /^[a-z0-9-]{1,100}$/;
@@ -106,8 +108,11 @@ export function createCatalogHandlers(deps: CatalogDeps): ServiceImpl<typeof Cat
       ...(options.search ? { search: options.search } : {}),
       ...(cursor ? { cursor } : {}),
       limit: options.pageSize + 1,
+      ...(deps.searchRankWindow ? { rankWindow: deps.searchRankWindow } : {}),
     });
-    const rows = await readSql.unsafe<QueryRow[]>(query.text, query.params as string[]);
+    const rows = await readSql.unsafe<QueryRow[]>(query.text, query.params as string[], {
+      prepare: query.prepare,
+    });
     const page = rows.slice(0, options.pageSize);
     const last = page[page.length - 1];
     return {

@@ -152,9 +152,41 @@ function tsquerySql(search: SearchText, param: (value: unknown) => string): stri
   return `(plainto_tsquery('english', ${param(words.join(" "))}) && ${typed})`;
 }
 
+/**
+ * The search restricted to names: every word with weight A (the name's
+ * weight in the stored vector). Built from letters/digits only, like the
+ * prefix term, so to_tsquery sees no operators but the ones added here.
+ * undefined when the text has no word at all.
+ */
+function nameTsquerySql(search: SearchText, param: (value: unknown) => string): string | undefined {
+  const words = (search.query.match(WORD) ?? []).map((w) => w.toLowerCase());
+  const last = search.prefix ? words.pop() : undefined;
+  const parts: string[] = [];
+  if (words.length > 0) {
+    parts.push(`to_tsquery('english', ${param(words.map((w) => `${w}:A`).join(" & "))})`);
+  }
+  if (last !== undefined) {
+    const typed = param(`${last}:*A`);
+    parts.push(`(to_tsquery('simple', ${typed}) || to_tsquery('english', ${typed}))`);
+  }
+  return parts.length === 0 ? undefined : `(${parts.join(" && ")})`;
+}
+
+/**
+ * How many matches a RELEVANCE search ranks (see relevanceQuery): the cost
+ * of a search is the matches whose rows are read and ranked, so this bounds
+ * it however common the words are.
+ */
+export const DEFAULT_RANK_WINDOW = 200;
+
 export interface BuiltQuery {
   text: string;
   params: unknown[];
+  /**
+   * Run as a named prepared statement (its text is fixed per filter shape):
+   * no parse and, once Postgres settles on a generic plan, no planning.
+   */
+  prepare: boolean;
 }
 
 export function buildProductQuery(options: {
@@ -163,6 +195,8 @@ export function buildProductQuery(options: {
   search?: SearchText;
   cursor?: CursorKeys;
   limit: number;
+  /** RELEVANCE only: matches ranked (default DEFAULT_RANK_WINDOW). */
+  rankWindow?: number;
 }): BuiltQuery {
   const { filter, order, search, cursor, limit } = options;
   const params: unknown[] = [];
@@ -191,6 +225,19 @@ export function buildProductQuery(options: {
     );
   }
   if (filter.active !== undefined) where.push(`p.active = ${param(filter.active)}`);
+  if (order === "relevance") {
+    if (!search) throw new Error("relevance order needs a search text");
+    return relevanceQuery({
+      search,
+      cursor,
+      limit,
+      window: options.rankWindow ?? DEFAULT_RANK_WINDOW,
+      categoryTree: prefix,
+      where,
+      params,
+      param,
+    });
+  }
   let rank = "";
   if (search) {
     // Inline on purpose: the tsquery functions are immutable, so with the
@@ -201,7 +248,7 @@ export function buildProductQuery(options: {
     rank = `ts_rank(p.search, ${tsq})`;
   }
   let orderBy: string;
-  let keyset: ((a: string, b: string) => string) | undefined;
+  let keyset: (a: string, b: string) => string;
   switch (order) {
     case "create_time_desc":
       orderBy = "p.created_at desc, p.id desc";
@@ -220,20 +267,10 @@ export function buildProductQuery(options: {
       orderBy = "p.price_minor desc, p.id desc";
       keyset = (a, b) => `(p.price_minor, p.id) < (${a}::int8, ${b}::uuid)`;
       break;
-    case "relevance":
-      if (!search) throw new Error("relevance order needs a search text");
-      orderBy = `${rank} desc, p.id desc`;
-      keyset = (a, b) => `(${rank}, p.id) < (${a}::float8::real, ${b}::uuid)`;
-      break;
   }
   if (cursor) {
     const [a, b] = cursor;
-    const numeric = order === "relevance";
-    if (
-      cursor.length !== 2 ||
-      typeof b !== "string" ||
-      typeof a !== (numeric ? "number" : "string")
-    ) {
+    if (cursor.length !== 2 || typeof b !== "string" || typeof a !== "string") {
       throw InvalidArgumentError.field("page_token", "page token is invalid: malformed");
     }
     where.push(keyset(param(a), param(b)));
@@ -244,13 +281,12 @@ export function buildProductQuery(options: {
     where ${where.join("\n      and ")}
     order by ${orderBy}
     limit ${param(limit)}`;
-    return { text, params };
+    return { text, params, prepare: false };
   }
   // A search sorts every match (no index gives its order): pick the page by
   // id and rank first, then read the page's columns. Projected in the sort's
   // input, the columns (jsonb, timestamps as text, lower(name)) cost more
   // than the ranking for a word matching ~2k products.
-  const outerOrder = order === "relevance" ? "r.rank desc, p.id desc" : orderBy;
   const text = `${prefix}select ${PRODUCT_COLUMNS}, lower(p.name) as name_key, r.rank
     from (
       select p.id, ${rank} as rank
@@ -260,8 +296,102 @@ export function buildProductQuery(options: {
       limit ${param(limit)}
     ) r
     join products p on p.id = r.id
-    order by ${outerOrder}`;
-  return { text, params };
+    order by ${orderBy}`;
+  return { text, params, prepare: false };
+}
+
+/**
+ * RELEVANCE ranks a window of the matches, not all of them. A GIN index
+ * yields matches unordered (by storage position), so ranking every match
+ * means reading and ranking every matching row: ~3 ms of Postgres time for a
+ * word in 2k of 100k products, growing with the catalog. The window:
+ *   - up to `window` products whose name holds every word (weight A), in
+ *     index order; name hits rank above description hits, so the first page
+ *     of a query whose words are in any name starts with name hits, however
+ *     many descriptions match too;
+ *   - and only when fewer names match: also the first `window` matches of
+ *     any kind.
+ * Results and pages come from that window (at most 2 × window products);
+ * the other orders return every match. Pages are keyset pages (rank, id)
+ * over the window, so a token never repeats a product; a full window can
+ * shift while products are written (a new row stored before others).
+ *
+ * Each step is a MATERIALIZED CTE: planned for all its rows (so a LIMIT
+ * never tempts the planner into a sequential scan) but run lazily, so a
+ * window stops reading rows once full. The tsqueries are built once in
+ * `q`: with the statement prepared, a generic plan would otherwise rebuild
+ * them per ranked row.
+ */
+/**
+ * The row limit of a prepared search, a literal from a few sizes (callers
+ * take the rows they asked for). A literal because Postgres estimates a
+ * parameter LIMIT at 10 % of the rows, which made the generic plan look
+ * dearer than re-planning every call; a few sizes because each distinct
+ * text is one more prepared statement per connection.
+ */
+function statementLimit(limit: number): number {
+  return STATEMENT_LIMITS.find((size) => size >= limit) ?? limit;
+}
+const STATEMENT_LIMITS = [21, 51, 101];
+
+function relevanceQuery(o: {
+  search: SearchText;
+  cursor: CursorKeys | undefined;
+  limit: number;
+  window: number;
+  categoryTree: string;
+  where: string[];
+  params: unknown[];
+  param: (value: unknown) => string;
+}): BuiltQuery {
+  const { param, window } = o;
+  if (!Number.isInteger(window) || window < 1) throw new Error("rank window must be >= 1");
+  const nameQuery = nameTsquerySql(o.search, param);
+  const ctes = o.categoryTree === "" ? [] : [o.categoryTree.replace(/^with recursive /, "").trim()];
+  ctes.push(
+    `q as materialized (select ${tsquerySql(o.search, param)} as q${nameQuery ? `, ${nameQuery} as n` : ""})`,
+  );
+  const matches = [...o.where, "p.search @@ q.q"].join("\n        and ");
+  const ranked = "select p.id, ts_rank(p.search, q.q) as rank\n      from q, products p";
+  ctes.push(`hits as materialized (
+      ${ranked}
+      where ${matches}
+    )`);
+  let windowed = `select id, rank from hits limit ${window}`;
+  if (nameQuery) {
+    // ts_match_vq is the @@ operator as a function: a filter on the rows the
+    // GIN scan of q.q yields, not a second index condition (weights are not
+    // in the index; as an index condition it doubles the index work).
+    ctes.push(`name_hits as materialized (
+      ${ranked}
+      where ${matches}
+        and ts_match_vq(p.search, q.n)
+    )`);
+    ctes.push(`top_names as materialized (select id, rank from name_hits limit ${window})`);
+    windowed = `select id, rank from top_names
+      union
+      select id, rank from (${windowed}) h
+      where (select count(*) from top_names) < ${window}`;
+  }
+  let keyset = "";
+  if (o.cursor) {
+    const [a, b] = o.cursor;
+    if (o.cursor.length !== 2 || typeof b !== "string" || typeof a !== "number") {
+      throw InvalidArgumentError.field("page_token", "page token is invalid: malformed");
+    }
+    keyset = `where (w.rank, w.id) < (${param(a)}::float8::real, ${param(b)}::uuid)`;
+  }
+  const text = `with ${o.categoryTree === "" ? "" : "recursive "}${ctes.join(",\n    ")}
+    select ${PRODUCT_COLUMNS}, lower(p.name) as name_key, r.rank
+    from (
+      select w.id, w.rank from (${windowed}) w
+      ${keyset}
+      order by w.rank desc, w.id desc
+      limit ${statementLimit(o.limit)}
+    ) r
+    join products p on p.id = r.id
+    order by r.rank desc, p.id desc`;
+  return { text, params: o.params, prepare: true };
 }
 
 export function cursorOf(row: QueryRow, order: SortOrder): CursorKeys {

@@ -148,3 +148,80 @@ describe("SearchProducts", () => {
     ).toEqual(["query"]);
   });
 });
+
+describe("SearchProducts relevance window (CATALOG_SEARCH_RANK_WINDOW=3)", () => {
+  let w: CatalogTestEnv;
+  const descHits: string[] = [];
+  let nameHit: string;
+  beforeAll(async () => {
+    w = await startCatalog({ CATALOG_SEARCH_RANK_WINDOW: "3" });
+    // Stored first: five products that mention the word only in their description.
+    for (let i = 0; i < 5; i++) {
+      const { product } = await w.catalog.createProduct({
+        product: productInput({ name: `Tea set ${i}`, description: "Pairs well with a lantern." }),
+      });
+      descHits.push(product!.id);
+    }
+    nameHit = (
+      await w.catalog.createProduct({
+        product: productInput({ name: "Brass lantern", description: "Warm light." }),
+      })
+    ).product!.id;
+  });
+  afterAll(async () => {
+    await w?.stop();
+  });
+
+  it("ranks name hits above a window of other matches, and pages within it", async () => {
+    const { products } = await w.catalog.searchProducts({ query: "lantern", pageSize: 100 });
+    const result = found(products);
+    // The one name hit, found however many descriptions match, plus 3 matches
+    // of any kind (which 3 depends on the scan: storage order with the GIN
+    // index at scale, any order in a 6-row table; the name hit may be one).
+    expect(result[0]).toBe(nameHit);
+    expect(result.length).toBeGreaterThanOrEqual(3);
+    expect(result.length).toBeLessThanOrEqual(4);
+    for (const id of result.slice(1)) expect(descHits).toContain(id);
+    const paged: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await w.catalog.searchProducts({ query: "lantern", pageSize: 1, pageToken });
+      paged.push(...found(page.products));
+      pageToken = page.nextPageToken;
+    } while (pageToken !== "");
+    expect(paged).toEqual(result);
+    // Other orders return every match.
+    const byPrice = await w.catalog.searchProducts({
+      query: "lantern",
+      orderBy: ProductOrder.PRICE_ASC,
+      pageSize: 100,
+    });
+    expect(byPrice.products).toHaveLength(6);
+  });
+
+  it("with a full window of name hits, ranks only those", async () => {
+    const more: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      more.push(
+        (
+          await w.catalog.createProduct({
+            product: productInput({ name: `Paper lantern ${i}`, description: "Folds flat." }),
+          })
+        ).product!.id,
+      );
+    }
+    const { products } = await w.catalog.searchProducts({ query: "lantern", pageSize: 100 });
+    // Four names match; the window holds three of them and no description hit.
+    const result = found(products);
+    expect(result).toHaveLength(3);
+    for (const id of result) expect([nameHit, ...more]).toContain(id);
+    // Type-ahead goes through the same window.
+    const typeAhead = await w.catalog.searchProducts({
+      query: "lant",
+      prefix: true,
+      pageSize: 100,
+    });
+    expect(typeAhead.products).toHaveLength(3);
+    for (const id of found(typeAhead.products)) expect([nameHit, ...more]).toContain(id);
+  });
+});

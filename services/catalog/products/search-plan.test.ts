@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDatabase, type Database, migrateDatabase } from "../../../platform/db/postgres.js";
 import { TEST_DATABASE_URL, uniqueSchema } from "../../../platform/testing/service-harness.js";
-import { buildProductQuery } from "./product-query.js";
+import { buildProductQuery, DEFAULT_RANK_WINDOW } from "./product-query.js";
 
 const MIGRATIONS = fileURLToPath(new URL("../migrations/", import.meta.url));
 const ROWS = 100_000;
@@ -22,6 +22,28 @@ function planNodes(plan: unknown): { type: string; index?: string }[] {
   visit(plan as Record<string, unknown>);
   return out;
 }
+
+/** Actual rows of every Bitmap Heap Scan in an EXPLAIN (ANALYZE, FORMAT JSON) plan. */
+function heapScans(plan: unknown): number[] {
+  const out: number[] = [];
+  const visit = (node: Record<string, unknown>) => {
+    if (node["Node Type"] === "Bitmap Heap Scan" && Number(node["Actual Loops"]) > 0) {
+      out.push(Number(node["Actual Rows"]));
+    }
+    for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) visit(child);
+  };
+  visit(plan as Record<string, unknown>);
+  return out;
+}
+
+const noFilter = {
+  categoryId: undefined,
+  currency: undefined,
+  minPrice: undefined,
+  maxPrice: undefined,
+  inStockOnly: false,
+  active: undefined,
+};
 
 async function explain(text: string, params: unknown[]) {
   const [row] = await db.sql.unsafe(`explain (format json) ${text}`, params as string[]);
@@ -78,6 +100,62 @@ describe("query plans at 100k products", () => {
       expect(nodes.map((n) => n.index)).toContain("products_search_idx");
       expect(nodes.map((n) => n.type)).not.toContain("Seq Scan");
     }
+  });
+
+  it("the prepared (generic) plan of a search uses the GIN index too", async () => {
+    for (const search of [
+      { query: "kettle", prefix: false },
+      { query: "steel ket", prefix: true },
+    ]) {
+      const q = buildProductQuery({ filter: noFilter, order: "relevance", search, limit: 21 });
+      expect(q.prepare).toBe(true);
+      const types = q.params.map((p) => (typeof p === "number" ? "float8" : "text"));
+      await db.sql.begin(async (tx) => {
+        await tx.unsafe("set local plan_cache_mode = force_generic_plan");
+        await tx.unsafe(`prepare generic_search(${types.join(",")}) as ${q.text}`);
+        const args = q.params.map((p) => `'${String(p).replaceAll("'", "''")}'`).join(",");
+        const [row] = await tx.unsafe(`explain (format json) execute generic_search(${args})`);
+        await tx.unsafe("deallocate generic_search");
+        const nodes = planNodes((row!["QUERY PLAN"] as { Plan: unknown }[])[0]!.Plan);
+        expect(nodes.map((n) => n.index)).toContain("products_search_idx");
+        expect(nodes.map((n) => n.type)).not.toContain("Seq Scan");
+      });
+    }
+  });
+
+  it("a relevance search reads a window of rows, and finds a name hit behind many description hits", async () => {
+    // "kettle" is in 2.5k names: the scans stop at the window (200 rows).
+    const q = buildProductQuery({
+      filter: noFilter,
+      order: "relevance",
+      search: { query: "kettle", prefix: false },
+      limit: 21,
+    });
+    const [row] = await db.sql.unsafe(
+      `explain (analyze, format json) ${q.text}`,
+      q.params as string[],
+    );
+    const scanned = heapScans((row!["QUERY PLAN"] as { Plan: unknown }[])[0]!.Plan);
+    expect(scanned.length).toBeGreaterThan(0);
+    for (const rows of scanned) expect(rows).toBeLessThanOrEqual(DEFAULT_RANK_WINDOW);
+    // 300 description hits stored before the one name hit.
+    await db.sql.unsafe(`
+      insert into products (id, sku, name, description, price_minor, currency, active)
+      select gen_random_uuid(), 'LANTERN-' || i, 'Tea set ' || i, 'Pairs well with a lantern.', 100, 'EUR', true
+      from generate_series(1, 300) as i`);
+    const [nameHit] = await db.sql.unsafe(`
+      insert into products (id, sku, name, description, price_minor, currency, active)
+      values (gen_random_uuid(), 'LANTERN-NAME', 'Brass lantern', 'Warm light.', 100, 'EUR', true)
+      returning id`);
+    const lantern = buildProductQuery({
+      filter: noFilter,
+      order: "relevance",
+      search: { query: "lantern", prefix: false },
+      limit: 21,
+    });
+    const rows = await db.sql.unsafe(lantern.text, lantern.params as string[]);
+    expect(rows[0]!.id).toBe(nameHit!.id);
+    expect(rows).toHaveLength(21);
   });
 
   it("a keyset page deep into the list walks an index, not a sort of every row", async () => {

@@ -699,6 +699,10 @@ export const CatalogService: GenService<{
    * ranked, combined with the same filters as ListProducts. With `prefix` the
    * last word matches as a prefix for type-ahead. The query is plain text:
    * operators and SQL in it have no special meaning.
+   * RELEVANCE order ranks a bounded window of the matches (default 200
+   * products whose name holds every word, plus, when fewer names match, the
+   * first 200 matches of any kind); results and pages come from that window
+   * and name hits rank first. Other orders return every match.
    *
    * @generated from rpc commerce.catalog.v1.CatalogService.SearchProducts
    */
