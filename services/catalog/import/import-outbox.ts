@@ -9,6 +9,7 @@ import {
   isSubjectToken,
 } from "../../../platform/events/message-format.js";
 import { DEFAULT_MAX_EVENT_BYTES, type OutboxEvent } from "../../../platform/events/outbox.js";
+import { plainArray, textArray } from "./pg-array.js";
 import { uuidV7 } from "./uuid-v7.js";
 
 /*
@@ -20,7 +21,8 @@ import { uuidV7 } from "./uuid-v7.js";
  * Postgres parsed and planned ~24k parameters every time and the client
  * prepared a new statement per batch; these are prepared once per
  * connection. The payloads travel as one bytea sliced by offset: a bytea[]
- * costs the client a hex string and an array-escaping pass per event.
+ * costs the client a hex string and an array-escaping pass per event; the
+ * other arrays as literals (pg-array.ts).
  *
  * Array parameters are declared as text[] where drizzle's postgres-js driver
  * replaces the client serializer of the element type with a pass-through
@@ -161,18 +163,18 @@ export async function appendImportEvents(
   const [row] = await tx.unsafe<{ appended: number }[]>(
     options.newAggregates ? APPEND_NEW : APPEND,
     [
-      ids,
-      subjects,
-      types,
-      versions,
-      aggregateTypes,
-      aggregateIds,
-      nths,
-      counts,
+      textArray(ids),
+      textArray(subjects),
+      textArray(types),
+      plainArray(versions),
+      textArray(aggregateTypes),
+      textArray(aggregateIds),
+      plainArray(nths),
+      plainArray(counts),
       Buffer.concat(payloads, payloadBytes),
-      occurred,
-      payloadAt,
-      payloadLength,
+      textArray(occurred),
+      plainArray(payloadAt),
+      plainArray(payloadLength),
       JSON.stringify(carrier),
     ] as never[],
     { prepare: true },

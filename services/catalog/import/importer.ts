@@ -11,6 +11,7 @@ import { fieldsOf } from "../products/product-store.js";
 import { type FeedFormat, type FeedRow, openFeed } from "./feed-reader.js";
 import { type ImportRow, normaliseRow } from "./feed-row.js";
 import { appendImportEvents } from "./import-outbox.js";
+import { plainArray, textArray } from "./pg-array.js";
 import { uuidV7 } from "./uuid-v7.js";
 
 export interface ImportReport {
@@ -216,8 +217,9 @@ const RECORD = `jsonb_to_recordset($1::text::jsonb) as u(id uuid, sku text, name
   price_minor int8, currency text, category_id uuid, attributes jsonb, active bool, on_hand int8)`;
 
 // New products, their stock rows and the ledger rows of their opening stock
-// in one fixed statement over parallel arrays: prepared once per connection,
-// nothing returned (the row is what was sent; the timestamps are now()).
+// in one fixed statement over parallel arrays (array literals, pg-array.ts):
+// prepared once per connection, nothing returned but counts and now() (the
+// rows are what was sent; their timestamps are the transaction start).
 const INSERT_NEW = `
 with p as (
   insert into products (id, sku, name, description, price_minor, currency, category_id, attributes, active)
@@ -237,9 +239,8 @@ l as (
   returning 1
 )
 select (select count(*) from p)::int as products, (select count(*) from s)::int as stock,
-       (select count(*) from l)::int as ledger`;
-
-const BOOL_ARRAY = 1000;
+       (select count(*) from l)::int as ledger,
+       (extract(epoch from now()) * 1000000)::int8::text as now_us`;
 
 function byCategoryAndName(a: ImportRow, b: ImportRow): number {
   const ca = a.categoryId ?? "";
@@ -247,9 +248,6 @@ function byCategoryAndName(a: ImportRow, b: ImportRow): number {
   if (ca !== cb) return ca < cb ? -1 : 1;
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
-
-/** Transaction start in epoch microseconds: created_at/updated_at of the rows it inserts. */
-const BEGIN_BATCH = "select (extract(epoch from now()) * 1000000)::int8::text as now_us";
 
 async function upsertBatch(
   tx: TransactionSql,
@@ -264,8 +262,6 @@ async function upsertBatch(
   // batch's events and a crash then lose the batch; a re-run would create
   // those products under new ids. Skipping ~100 flushes per 100k rows saved
   // nothing measurable here.
-  const [begun] = await tx.unsafe<{ now_us: string }[]>(BEGIN_BATCH, [], { prepare: true });
-  const nowUs = begun!.now_us;
   // Locked in product id order, the same order reservations lock stock rows:
   // an import running beside live traffic cannot deadlock with it.
   const existing = await tx.unsafe<ExistingRow[]>(
@@ -323,26 +319,26 @@ async function upsertBatch(
     // read with the feed's order (the ranking visits every matching row).
     inserts.sort(byCategoryAndName);
     const ids = inserts.map(() => uuidV7());
-    const [inserted] = await tx.unsafe<{ products: number; stock: number; ledger: number }[]>(
+    const [inserted] = await tx.unsafe<
+      { products: number; stock: number; ledger: number; now_us: string }[]
+    >(
       INSERT_NEW,
       [
-        ids,
-        inserts.map((r) => r.sku),
-        inserts.map((r) => r.name),
-        inserts.map((r) => r.description),
-        inserts.map((r) => r.priceMinor.toString()),
-        inserts.map((r) => r.currency),
-        inserts.map((r) => r.categoryId),
-        inserts.map((r) => JSON.stringify(r.attributes)),
-        // Typed explicitly: postgres.js declares a JS array by its first element (bool).
-        tx.array(
-          inserts.map((r) => r.active),
-          BOOL_ARRAY,
-        ),
-        inserts.map((r) => r.stock ?? 0),
-      ] as never[],
+        plainArray(ids),
+        textArray(inserts.map((r) => r.sku)),
+        textArray(inserts.map((r) => r.name)),
+        textArray(inserts.map((r) => r.description)),
+        plainArray(inserts.map((r) => r.priceMinor)),
+        textArray(inserts.map((r) => r.currency)),
+        textArray(inserts.map((r) => r.categoryId)),
+        textArray(inserts.map((r) => JSON.stringify(r.attributes))),
+        plainArray(inserts.map((r) => r.active)),
+        plainArray(inserts.map((r) => r.stock ?? 0)),
+      ],
       { prepare: true },
     );
+    // Transaction start in epoch microseconds: created_at/updated_at of these rows.
+    const nowUs = inserted!.now_us;
     counts.inserted += inserted!.products;
     counts.stockChanged += inserted!.ledger;
     for (let i = 0; i < inserts.length; i++) {
