@@ -1,18 +1,9 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
-import { type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  createContextValues,
-  createServiceImplSpec,
-  type HandlerContext,
-  type Interceptor,
-  type MethodImplSpec,
-  type ServiceImpl,
-} from "@connectrpc/connect";
-import { invokeUnaryImplementation } from "@connectrpc/connect/protocol";
+import { type DescService, fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { parseGrpcTimeout } from "../rpc/grpc-timeout.js";
+import { runUnaryCall, toFetchHeaders, type UnaryRoute, unaryRoutes } from "./unary-call.js";
 
 /**
  * Unary gRPC over HTTP/2 without the generic Connect pipeline.
@@ -34,25 +25,10 @@ export interface FastPathOptions {
   shutdownSignal: AbortSignal;
 }
 
-interface Route {
-  method: DescMethod & { methodKind: "unary" };
-  spec: MethodImplSpec;
-}
-
 export type FastPathHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
 
 export function createGrpcFastPath(options: FastPathOptions): FastPathHandler {
-  const routes = new Map<string, Route>();
-  for (const { service, impl } of options.services) {
-    const serviceSpec = createServiceImplSpec(service, impl as ServiceImpl<DescService>);
-    for (const method of service.methods) {
-      if (method.methodKind !== "unary") continue;
-      routes.set(`/${service.typeName}/${method.name}`, {
-        method: method as Route["method"],
-        spec: serviceSpec.methods[method.localName]!,
-      });
-    }
-  }
+  const routes = unaryRoutes(options.services);
 
   /** Returns false when the call is not for this path (caller falls back). */
   return function handle(stream, headers) {
@@ -73,7 +49,7 @@ export function createGrpcFastPath(options: FastPathOptions): FastPathHandler {
 function serve(
   stream: ServerHttp2Stream,
   headers: IncomingHttpHeaders,
-  route: Route,
+  route: UnaryRoute,
   path: string,
   options: FastPathOptions,
 ): void {
@@ -163,111 +139,51 @@ function serve(
 async function run(
   stream: ServerHttp2Stream,
   headers: IncomingHttpHeaders,
-  route: Route,
+  route: UnaryRoute,
   path: string,
   input: unknown,
   options: FastPathOptions,
   fail: (error: ConnectError) => void,
   markFinished: () => void,
 ): Promise<void> {
-  const requestHeader = toHeaders(headers);
-  const controller = new AbortController();
-  const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"]);
-  let timer: NodeJS.Timeout | undefined;
-  const onDeadline = () => {
-    const error = new ConnectError("the operation timed out", Code.DeadlineExceeded);
-    controller.abort(error);
-    fail(error);
-  };
-  if (timeoutMs !== undefined) timer = setTimeout(onDeadline, timeoutMs);
-  const onCancel = () => {
-    if (!controller.signal.aborted) {
-      controller.abort(new ConnectError("operation was cancelled by the client", Code.Canceled));
-    }
-  };
-  stream.once("aborted", onCancel);
-  const onShutdown = () => {
-    if (!controller.signal.aborted) {
-      controller.abort(new ConnectError("server is shutting down", Code.Unavailable));
-    }
-  };
-  if (options.shutdownSignal.aborted) onShutdown();
-  else options.shutdownSignal.addEventListener("abort", onShutdown, { once: true });
-  const deadlineAt = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-  const context: HandlerContext & { abort(reason?: unknown): void } = {
-    method: route.method,
-    service: route.method.parent,
-    protocolName: "grpc",
-    requestMethod: "POST",
-    url: path,
-    signal: controller.signal,
-    timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
-    requestHeader,
-    responseHeader: new Headers(),
-    responseTrailer: new Headers(),
-    // Per call: interceptors (auth) store the verified caller here.
-    values: createContextValues(),
-    abort: (reason?: unknown) => controller.abort(reason),
-  } as HandlerContext & { abort(reason?: unknown): void };
   try {
-    const output = await invokeUnaryImplementation(
-      route.spec as MethodImplSpec & { kind: "unary" },
-      context,
-      input as never,
-      options.interceptors,
-    );
-    if (controller.signal.aborted) {
-      const reason = controller.signal.reason;
-      fail(reason instanceof ConnectError ? reason : ConnectError.from(reason));
-      return;
-    }
-    const bytes = toBinary(route.method.output, output as never);
-    if (bytes.length > options.writeMaxBytes) {
-      fail(
-        new ConnectError(
-          `response larger than configured limit of ${options.writeMaxBytes} bytes`,
-          Code.ResourceExhausted,
-        ),
-      );
-      return;
-    }
+    const result = await runUnaryCall({
+      route,
+      path,
+      protocolName: "grpc",
+      requestHeader: toFetchHeaders(headers),
+      timeoutMs: parseGrpcTimeout(headers["grpc-timeout"]),
+      input,
+      interceptors: options.interceptors,
+      writeMaxBytes: options.writeMaxBytes,
+      shutdownSignal: options.shutdownSignal,
+      onClientGone(cancel) {
+        stream.once("aborted", cancel);
+        return () => stream.removeListener("aborted", cancel);
+      },
+      onDeadline: fail,
+    });
     if (stream.destroyed || stream.closed) return;
     markFinished();
     const responseHeaders: Record<string, string | number> = {
       ":status": 200,
       "content-type": "application/grpc+proto",
     };
-    context.responseHeader.forEach((value, key) => {
+    result.responseHeader.forEach((value, key) => {
       responseHeaders[key] = value;
     });
     const trailers: Record<string, string> = { "grpc-status": "0" };
-    context.responseTrailer.forEach((value, key) => {
+    result.responseTrailer.forEach((value, key) => {
       trailers[key] = value;
     });
     stream.respond(responseHeaders, { waitForTrailers: true });
     stream.once("wantTrailers", () => stream.sendTrailers(trailers));
-    const frame = Buffer.allocUnsafe(5 + bytes.length);
+    const frame = Buffer.allocUnsafe(5 + result.bytes.length);
     frame[0] = 0;
-    frame.writeUInt32BE(bytes.length, 1);
-    frame.set(bytes, 5);
+    frame.writeUInt32BE(result.bytes.length, 1);
+    frame.set(result.bytes, 5);
     stream.end(frame);
   } catch (error) {
     fail(ConnectError.from(error));
-  } finally {
-    if (timer !== undefined) clearTimeout(timer);
-    stream.removeListener("aborted", onCancel);
-    options.shutdownSignal.removeEventListener("abort", onShutdown);
   }
-}
-
-function toHeaders(headers: IncomingHttpHeaders): Headers {
-  const out = new Headers();
-  for (const key in headers) {
-    if (key.charCodeAt(0) === 58 /* ":" */) continue;
-    const value = headers[key];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) out.append(key, v);
-    else out.set(key, value);
-  }
-  return out;
 }

@@ -12,6 +12,7 @@ import { createHealthService } from "../health/health-service.js";
 import type { ReadinessMonitor } from "../health/readiness.js";
 import { createServerInterceptor } from "../rpc/server-interceptors.js";
 import type { Metrics } from "../telemetry/metrics.js";
+import { createConnectFastPath } from "./connect-fast-path.js";
 import { capDeadlineHeaders } from "./deadline-headers.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { createReflectionService } from "./reflection-service.js";
@@ -61,6 +62,8 @@ export interface RpcServerOptions {
   interceptors?: Interceptor[];
   /** Serve unary gRPC outside connect-node's generic pipeline (default on). */
   grpcFastPath?: boolean;
+  /** Serve unary binary Connect over HTTP/1.1 outside connect-node's pipeline (default on). */
+  connectFastPath?: boolean;
   /**
    * An extra front door (the edge): tried for HTTP/1.1 and HTTP/2 requests
    * after /healthz, /readyz, /metrics and deadline capping, before Connect
@@ -132,6 +135,17 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     },
   });
 
+  const connectFastPath =
+    options.connectFastPath === false
+      ? () => false
+      : createConnectFastPath({
+          services: allServices,
+          interceptors,
+          readMaxBytes: limits.maxMessageBytes,
+          writeMaxBytes: limits.maxMessageBytes,
+          shutdownSignal: shutdown.signal,
+        });
+
   let inFlight = 0;
   const track = (done: { once(event: "close", fn: () => void): unknown }) => {
     inFlight++;
@@ -167,6 +181,12 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       defaultMs: limits.defaultDeadlineMs,
     });
     if (options.httpHandler?.(req, res as unknown as http.ServerResponse)) return;
+    if (
+      req.httpVersionMajor === 1 &&
+      connectFastPath(req as http.IncomingMessage, res as unknown as http.ServerResponse)
+    ) {
+      return;
+    }
     connectHandler(req as http.IncomingMessage, res as unknown as http.ServerResponse);
   };
 

@@ -1,0 +1,436 @@
+import net from "node:net";
+import {
+  create,
+  type DescMessage,
+  type DescMethodStreaming,
+  type DescMethodUnary,
+  fromBinary,
+  isMessage,
+  type MessageInitShape,
+  toBinary,
+} from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  type StreamResponse,
+  type Transport,
+  type UnaryResponse,
+} from "@connectrpc/connect";
+import { codeFromHttpStatus, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
+
+/**
+ * A Connect `Transport` whose unary calls are Connect-protocol POSTs with
+ * binary messages over a small pool of keep-alive HTTP/1.1 connections,
+ * written directly on sockets. Streaming calls go to the fallback transport.
+ *
+ * Why by hand: one unary call through the edge must stay in the tens of
+ * microseconds of CPU. Measured on these machines at 50 calls in flight,
+ * client CPU per call: undici Pool 61–72 µs, node:http Agent 66 µs,
+ * node:http2 (a lean stream per call) ~50 µs, this client ~17 µs; the
+ * node:http server side is also cheaper than an http2 stream (~24 vs ~40 µs).
+ * The protocol is plain Connect, so any Connect server answers it; the
+ * platform server serves it on its fast path (server/connect-fast-path.ts).
+ *
+ * Requests are pipelined (HTTP/1.1 §9.3.2) up to `maxPipeline` per
+ * connection, answers are matched in order. A connection that fails fails the
+ * calls it carried with UNAVAILABLE — whether the server ran them is unknown,
+ * exactly as with a broken HTTP/2 connection — and the caller's retry policy
+ * decides. A call that times out or is aborted is answered at once and its
+ * late response is discarded; the server sees the same deadline.
+ */
+export interface ConnectHttp1TransportOptions {
+  baseUrl: string;
+  maxMessageBytes: number;
+  /** Used for streaming calls. */
+  fallback: Transport;
+  /** Most connections kept to the upstream (default 8). */
+  connections?: number;
+  /** Requests in flight per connection once all are busy (default 8). */
+  maxPipeline?: number;
+  /** Idle connections close after this (default 30 s, below the servers' 65 s keep-alive). */
+  idleTimeoutMs?: number;
+  connectTimeoutMs?: number;
+}
+
+type HeadersInit = NonNullable<ConstructorParameters<typeof Headers>[0]>;
+
+const MAX_HEAD_BYTES = 64 * 1024;
+const CRLF_CRLF = Buffer.from("\r\n\r\n");
+const CR_OR_LF = /[\r\n]/;
+
+interface Pending {
+  /** Settles the caller; false when the call was already settled (timeout, abort). */
+  settle(error: ConnectError | undefined, response?: ParsedResponse): void;
+}
+
+interface ParsedResponse {
+  status: number;
+  headers: Headers;
+  body: Buffer;
+}
+
+export function createConnectHttp1Transport(
+  options: ConnectHttp1TransportOptions,
+): Transport & { close(): void } {
+  const url = new URL(options.baseUrl);
+  const port = Number(url.port || 80);
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const basePath = url.pathname.replace(/\/$/, "");
+  const hostHeader = `host: ${url.host}\r\n`;
+  const maxPipeline = options.maxPipeline ?? 8;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
+  const pool: (Connection | undefined)[] = new Array(options.connections ?? 8);
+  const waiting: (() => void)[] = [];
+  let closed = false;
+
+  class Connection {
+    readonly socket: net.Socket;
+    readonly inFlight: Pending[] = [];
+    private buffered: Buffer | undefined;
+    private dead = false;
+    private corked = false;
+    private idleTimer: NodeJS.Timeout | undefined;
+
+    constructor(private readonly slot: number) {
+      this.socket = net.connect({ host, port, noDelay: true });
+      this.socket.setTimeout(options.connectTimeoutMs ?? 5_000, () => {
+        if (this.socket.connecting) this.fail(new Error("connect timeout"));
+      });
+      this.socket.once("connect", () => this.socket.setTimeout(0));
+      this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
+      this.socket.on("error", (error) => this.fail(error));
+      this.socket.on("close", () => this.fail(new Error("connection closed")));
+    }
+
+    get usable(): boolean {
+      return !this.dead && this.inFlight.length < maxPipeline;
+    }
+
+    send(head: string, body: Uint8Array, pending: Pending): void {
+      if (this.idleTimer !== undefined) {
+        clearTimeout(this.idleTimer);
+        this.idleTimer = undefined;
+      }
+      this.inFlight.push(pending);
+      // Calls issued in one tick leave in one write.
+      if (!this.corked) {
+        this.corked = true;
+        this.socket.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          this.socket.uncork();
+        });
+      }
+      this.socket.write(head, "latin1");
+      this.socket.write(body);
+    }
+
+    private onData(chunk: Buffer): void {
+      this.buffered = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
+      try {
+        while (this.buffered !== undefined && !this.dead) {
+          const parsed = parseResponse(this.buffered, options.maxMessageBytes);
+          if (parsed === undefined) return;
+          this.buffered =
+            parsed.consumed < this.buffered.length
+              ? this.buffered.subarray(parsed.consumed)
+              : undefined;
+          const pending = this.inFlight.shift();
+          if (pending === undefined) throw new Error("response without a request");
+          pending.settle(undefined, parsed.response);
+          if (parsed.close) {
+            this.fail(new Error("server closed the connection"));
+            return;
+          }
+        }
+      } catch (error) {
+        // An oversized answer fails its own call; the connection cannot be
+        // resynchronised, so the calls behind it fail as unavailable.
+        if (error instanceof ConnectError) this.inFlight.shift()?.settle(error);
+        this.fail(error instanceof ConnectError ? new Error(error.message) : error);
+        return;
+      }
+      if (this.inFlight.length === 0 && !this.dead) {
+        this.idleTimer = setTimeout(() => this.retire(), idleTimeoutMs);
+        this.idleTimer.unref();
+      }
+      wakeWaiting();
+    }
+
+    private retire(): void {
+      if (this.inFlight.length === 0) this.fail(new Error("idle"));
+    }
+
+    fail(cause: unknown): void {
+      if (this.dead) return;
+      this.dead = true;
+      if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+      if (pool[this.slot] === this) pool[this.slot] = undefined;
+      this.socket.destroy();
+      const error =
+        cause instanceof ConnectError
+          ? cause
+          : new ConnectError("upstream unavailable", Code.Unavailable, undefined, undefined, cause);
+      for (const pending of this.inFlight.splice(0)) pending.settle(error);
+      wakeWaiting();
+    }
+  }
+
+  const wakeWaiting = () => {
+    while (waiting.length > 0 && pick() !== undefined) waiting.shift()!();
+  };
+
+  /**
+   * An idle connection, else a new one in a free slot, else the one with the
+   * fewest calls in flight: pipelining (and its head-of-line wait behind a
+   * slow call) only starts once every slot is busy.
+   */
+  const pick = (): Connection | undefined => {
+    let best: Connection | undefined;
+    let freeSlot = -1;
+    for (let i = 0; i < pool.length; i++) {
+      const connection = pool[i];
+      if (connection === undefined) {
+        if (freeSlot === -1) freeSlot = i;
+        continue;
+      }
+      if (!connection.usable) continue;
+      if (connection.inFlight.length === 0) return connection;
+      if (best === undefined || connection.inFlight.length < best.inFlight.length) {
+        best = connection;
+      }
+    }
+    if (freeSlot !== -1) {
+      const opened = new Connection(freeSlot);
+      pool[freeSlot] = opened;
+      return opened;
+    }
+    return best;
+  };
+
+  async function unary<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    signal: AbortSignal | undefined,
+    timeoutMs: number | undefined,
+    header: HeadersInit | undefined,
+    input: MessageInitShape<I>,
+  ): Promise<UnaryResponse<I, O>> {
+    if (closed) throw new ConnectError("transport closed", Code.Unavailable);
+    const message = isMessage(input, method.input) ? input : create(method.input, input);
+    const body = toBinary(method.input, message);
+    if (body.length > options.maxMessageBytes) {
+      throw new ConnectError(
+        `message larger than configured limit of ${options.maxMessageBytes} bytes`,
+        Code.ResourceExhausted,
+      );
+    }
+    let head =
+      `POST ${basePath}/${method.parent.typeName}/${method.name} HTTP/1.1\r\n${hostHeader}` +
+      "content-type: application/proto\r\nconnect-protocol-version: 1\r\n" +
+      `content-length: ${body.length}\r\n`;
+    if (timeoutMs !== undefined)
+      head += `connect-timeout-ms: ${Math.max(1, Math.ceil(timeoutMs))}\r\n`;
+    if (header !== undefined) head += serializeHeaders(header);
+    head += "\r\n";
+
+    const response = await new Promise<ParsedResponse>((resolve, reject) => {
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (error: ConnectError | undefined, parsed?: ParsedResponse) => {
+        if (settled) return;
+        settled = true;
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        if (error) reject(error);
+        else resolve(parsed!);
+      };
+      const onAbort = () => finish(new ConnectError("operation was aborted", Code.Canceled));
+      if (signal) {
+        if (signal.aborted) return onAbort();
+        signal.addEventListener("abort", onAbort, { once: true });
+      }
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(
+          () => finish(new ConnectError("the operation timed out", Code.DeadlineExceeded)),
+          timeoutMs,
+        );
+      }
+      const pending: Pending = { settle: finish };
+      const dispatch = () => {
+        if (settled) return;
+        if (closed) return finish(new ConnectError("transport closed", Code.Unavailable));
+        const connection = pick();
+        if (connection === undefined) waiting.push(dispatch);
+        else connection.send(head, body, pending);
+      };
+      dispatch();
+    });
+
+    const trailer = new Headers();
+    const responseHeader = new Headers();
+    response.headers.forEach((value, key) => {
+      if (key.startsWith("trailer-")) trailer.append(key.slice(8), value);
+      else responseHeader.append(key, value);
+    });
+    if (response.status !== 200) {
+      throw errorFromJsonBytes(
+        response.body,
+        responseHeader,
+        new ConnectError(
+          `upstream answered HTTP ${response.status}`,
+          codeFromHttpStatus(response.status),
+        ),
+      );
+    }
+    if (response.headers.get("content-type") !== "application/proto") {
+      throw new ConnectError(
+        `unexpected response content type ${response.headers.get("content-type")}`,
+        Code.Internal,
+      );
+    }
+    let output: ReturnType<typeof fromBinary<O>>;
+    try {
+      output = fromBinary(method.output, response.body);
+    } catch (cause) {
+      throw new ConnectError(
+        "protocol error: undecodable response",
+        Code.Internal,
+        undefined,
+        undefined,
+        cause,
+      );
+    }
+    return {
+      stream: false,
+      service: method.parent,
+      method,
+      header: responseHeader,
+      trailer,
+      message: output,
+    } as UnaryResponse<I, O>;
+  }
+
+  return {
+    unary,
+    stream<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodStreaming<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: HeadersInit | undefined,
+      input: AsyncIterable<MessageInitShape<I>>,
+      contextValues?: ContextValues,
+    ): Promise<StreamResponse<I, O>> {
+      return options.fallback.stream(method, signal, timeoutMs, header, input, contextValues);
+    },
+    close() {
+      closed = true;
+      for (const connection of pool) connection?.fail(new Error("transport closed"));
+      for (const resume of waiting.splice(0)) resume();
+    },
+  };
+}
+
+/** Request headers as HTTP/1.1 lines; a value with a line break would smuggle a header. */
+function serializeHeaders(from: HeadersInit): string {
+  let out = "";
+  const add = (key: string, value: string) => {
+    if (CR_OR_LF.test(key) || CR_OR_LF.test(value)) {
+      throw new ConnectError(`invalid request header ${JSON.stringify(key)}`, Code.Internal);
+    }
+    out += `${key}: ${value}\r\n`;
+  };
+  if (from instanceof Headers) {
+    from.forEach((value, key) => {
+      add(key, value);
+    });
+  } else if (Array.isArray(from)) for (const [key, value] of from) add(key, value);
+  else for (const key in from) add(key, (from as Record<string, string>)[key]!);
+  return out;
+}
+
+/**
+ * One response from the front of `data`, or undefined when it is incomplete.
+ * Handles content-length, chunked and read-until-close bodies.
+ */
+function parseResponse(
+  data: Buffer,
+  maxBodyBytes: number,
+): { response: ParsedResponse; consumed: number; close: boolean } | undefined {
+  const headEnd = data.indexOf(CRLF_CRLF);
+  if (headEnd === -1) {
+    if (data.length > MAX_HEAD_BYTES) throw new Error("response head too large");
+    return undefined;
+  }
+  const lines = data.toString("latin1", 0, headEnd).split("\r\n");
+  const statusLine = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? "");
+  if (!statusLine) throw new Error(`malformed status line ${JSON.stringify(lines[0])}`);
+  const status = Number(statusLine[1]);
+  const headers = new Headers();
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(":");
+    if (colon <= 0) throw new Error("malformed response header");
+    headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+  }
+  const close = /(^|,)\s*close\s*(,|$)/i.test(headers.get("connection") ?? "");
+  const start = headEnd + 4;
+  const length = headers.get("content-length");
+  if (headers.get("transfer-encoding")?.toLowerCase().includes("chunked")) {
+    const chunked = readChunked(data, start, maxBodyBytes);
+    if (chunked === undefined) return undefined;
+    return { response: { status, headers, body: chunked.body }, consumed: chunked.end, close };
+  }
+  if (length !== null) {
+    const size = Number(length);
+    if (!Number.isSafeInteger(size) || size < 0) throw new Error("malformed content-length");
+    if (size > maxBodyBytes) {
+      throw new ConnectError("response message too large", Code.ResourceExhausted);
+    }
+    if (data.length < start + size) return undefined;
+    return {
+      response: { status, headers, body: data.subarray(start, start + size) },
+      consumed: start + size,
+      close,
+    };
+  }
+  // Neither: the body runs until the server closes, which this pool does not
+  // wait for; Connect servers always frame unary responses.
+  throw new Error("response without content-length or chunked encoding");
+}
+
+function readChunked(
+  data: Buffer,
+  from: number,
+  maxBodyBytes: number,
+): { body: Buffer; end: number } | undefined {
+  const parts: Buffer[] = [];
+  let size = 0;
+  let at = from;
+  for (;;) {
+    const lineEnd = data.indexOf("\r\n", at, "latin1");
+    if (lineEnd === -1) return undefined;
+    const chunkSize = Number.parseInt(
+      data.toString("latin1", at, lineEnd).split(";")[0]!.trim(),
+      16,
+    );
+    if (!Number.isSafeInteger(chunkSize) || chunkSize < 0) throw new Error("malformed chunk size");
+    at = lineEnd + 2;
+    if (chunkSize === 0) {
+      // Trailer section, ended by an empty line.
+      const trailerEnd = data.indexOf("\r\n", at, "latin1");
+      if (trailerEnd === -1) return undefined;
+      if (trailerEnd === at) return { body: Buffer.concat(parts, size), end: at + 2 };
+      const sectionEnd = data.indexOf(CRLF_CRLF, at);
+      if (sectionEnd === -1) return undefined;
+      return { body: Buffer.concat(parts, size), end: sectionEnd + 4 };
+    }
+    size += chunkSize;
+    if (size > maxBodyBytes) {
+      throw new ConnectError("response message too large", Code.ResourceExhausted);
+    }
+    if (data.length < at + chunkSize + 2) return undefined;
+    parts.push(data.subarray(at, at + chunkSize));
+    at += chunkSize + 2;
+  }
+}

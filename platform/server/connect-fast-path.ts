@@ -1,0 +1,180 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { type DescService, fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { runUnaryCall, toFetchHeaders, type UnaryRoute, unaryRoutes } from "./unary-call.js";
+
+/**
+ * Unary Connect with binary messages (`application/proto`) over HTTP/1.1,
+ * outside connect-node's generic pipeline — the mesh's cheapest hop.
+ *
+ * Measured on these machines (bench/edge-rest.ts and the note in issue 7): a
+ * node:http server answers a keep-alive POST for ~25–45 µs of CPU, a
+ * node:http2 stream costs ~40 µs, and connect-node's universal handler adds
+ * ~150 µs on top of either. The edge calls its upstreams with this protocol
+ * (platform/clients/connect-http1-transport.ts), so this path serves exactly
+ * that shape: POST, `application/proto`, identity encoding, a unary method.
+ * Everything else — JSON, GET requests, compression, streaming — goes to
+ * connect-node, and handlers and interceptors are the same on both paths.
+ */
+export interface ConnectFastPathOptions {
+  services: { service: DescService; impl: Partial<ServiceImpl<DescService>> }[];
+  interceptors: Interceptor[];
+  readMaxBytes: number;
+  writeMaxBytes: number;
+  shutdownSignal: AbortSignal;
+}
+
+export type ConnectFastPathHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+const ERROR_HEADERS = { "content-type": "application/json" } as const;
+
+export function createConnectFastPath(options: ConnectFastPathOptions): ConnectFastPathHandler {
+  const routes = unaryRoutes(options.services);
+  /** Returns false when the request is not for this path (caller falls back). */
+  return function handle(req, res) {
+    if (req.method !== "POST") return false;
+    const headers = req.headers;
+    if (headers["content-type"] !== "application/proto") return false;
+    const version = headers["connect-protocol-version"];
+    if (version !== undefined && version !== "1") return false;
+    const encoding = headers["content-encoding"];
+    if (encoding !== undefined && encoding !== "identity") return false;
+    const route = routes.get(req.url ?? "");
+    if (route === undefined) return false;
+    serve(req, res, route, options);
+    return true;
+  };
+}
+
+function writeError(res: ServerResponse, error: ConnectError): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = errorToJsonBytes(error, {});
+  const headers: Record<string, string | number> = {
+    ...ERROR_HEADERS,
+    "content-length": body.length,
+  };
+  error.metadata.forEach((value, key) => {
+    headers[key] = value;
+  });
+  res.writeHead(codeToHttpStatus(error.code), headers);
+  res.end(body);
+}
+
+function serve(
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: UnaryRoute,
+  options: ConnectFastPathOptions,
+): void {
+  let finished = false;
+  const fail = (error: ConnectError) => {
+    if (finished) return;
+    finished = true;
+    writeError(res, error);
+    // Drain what is left of an oversized body so the connection stays usable.
+    req.resume();
+  };
+  const tooLarge = () =>
+    new ConnectError(
+      `message larger than configured limit of ${options.readMaxBytes} bytes`,
+      Code.ResourceExhausted,
+    );
+  const declared = Number(req.headers["content-length"] ?? Number.NaN);
+  if (declared > options.readMaxBytes) {
+    fail(tooLarge());
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let received = 0;
+  req.on("data", (chunk: Buffer) => {
+    if (finished) return;
+    received += chunk.length;
+    if (received > options.readMaxBytes) {
+      fail(tooLarge());
+      return;
+    }
+    chunks.push(chunk);
+  });
+  req.on("error", () => {
+    finished = true;
+  });
+  req.on("end", () => {
+    if (finished) return;
+    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    let input: unknown;
+    try {
+      input = fromBinary(route.method.input, body);
+    } catch (cause) {
+      fail(
+        new ConnectError(
+          "parse binary: invalid request message",
+          Code.InvalidArgument,
+          undefined,
+          [],
+          cause,
+        ),
+      );
+      return;
+    }
+    void run(req, res, route, input, options, fail, () => {
+      finished = true;
+    });
+  });
+}
+
+async function run(
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: UnaryRoute,
+  input: unknown,
+  options: ConnectFastPathOptions,
+  fail: (error: ConnectError) => void,
+  markFinished: () => void,
+): Promise<void> {
+  const timeout = req.headers["connect-timeout-ms"];
+  const timeoutMs = typeof timeout === "string" ? Number(timeout) : Number.NaN;
+  try {
+    const result = await runUnaryCall({
+      route,
+      path: req.url!,
+      protocolName: "connect",
+      requestHeader: toFetchHeaders(req.headers),
+      // capDeadlineHeaders already bounded it; a malformed value means none.
+      timeoutMs: Number.isFinite(timeoutMs) && timeoutMs >= 0 ? timeoutMs : undefined,
+      input,
+      interceptors: options.interceptors,
+      writeMaxBytes: options.writeMaxBytes,
+      shutdownSignal: options.shutdownSignal,
+      onClientGone(cancel) {
+        // "close" on the response before it finished: the client hung up.
+        const onClose = () => {
+          if (!res.writableFinished) cancel();
+        };
+        res.once("close", onClose);
+        return () => res.removeListener("close", onClose);
+      },
+      onDeadline: fail,
+    });
+    if (res.destroyed) return;
+    markFinished();
+    const headers: Record<string, string | number> = {
+      "content-type": "application/proto",
+      "content-length": result.bytes.length,
+    };
+    result.responseHeader.forEach((value, key) => {
+      headers[key] = value;
+    });
+    // Connect unary sends trailers as prefixed headers.
+    result.responseTrailer.forEach((value, key) => {
+      headers[`trailer-${key}`] = value;
+    });
+    res.writeHead(200, headers);
+    res.end(result.bytes);
+  } catch (error) {
+    fail(ConnectError.from(error));
+  }
+}
