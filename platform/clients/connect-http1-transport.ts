@@ -25,12 +25,13 @@ import { codeFromHttpStatus, errorFromJsonBytes } from "@connectrpc/connect/prot
  * written directly on sockets. Streaming calls go to the fallback transport.
  *
  * Why by hand: one unary call through the edge must stay in the tens of
- * microseconds of CPU. Measured on these machines at 50 calls in flight,
- * client CPU per call: undici Pool 61–72 µs, node:http Agent 66 µs,
- * node:http2 (a lean stream per call) ~50 µs, this client ~17 µs; the
- * node:http server side is also cheaper than an http2 stream (~24 vs ~40 µs).
- * The protocol is plain Connect, so any Connect server answers it; the
- * platform server serves it on its fast path (server/connect-fast-path.ts).
+ * microseconds of CPU. bench/http1-clients.ts measures each option against
+ * the same server at 50 calls in flight; one run at load average 5 (client /
+ * server CPU µs per call): undici Pool 97 / 67, node:http Agent 80 / 44,
+ * node:http2 with a stream per call 61 / 59, this client 32 / 29 — the
+ * server side is cheaper too because pipelined requests share reads and
+ * writes. The protocol is plain Connect, so any Connect server answers it;
+ * the platform server serves it on its fast path (server/connect-fast-path.ts).
  *
  * Requests are pipelined (HTTP/1.1 §9.3.2) up to `maxPipeline` per
  * connection, answers are matched in order. A connection that fails fails the

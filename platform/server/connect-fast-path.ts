@@ -8,11 +8,11 @@ import { runUnaryCall, toFetchHeaders, type UnaryRoute, unaryRoutes } from "./un
  * Unary Connect with binary messages (`application/proto`) over HTTP/1.1,
  * outside connect-node's generic pipeline — the mesh's cheapest hop.
  *
- * Measured on these machines (bench/edge-rest.ts and the note in issue 7): a
- * node:http server answers a keep-alive POST for ~25–45 µs of CPU, a
- * node:http2 stream costs ~40 µs, and connect-node's universal handler adds
- * ~150 µs on top of either. The edge calls its upstreams with this protocol
- * (platform/clients/connect-http1-transport.ts), so this path serves exactly
+ * node:http answers a keep-alive POST for less CPU than a node:http2 stream
+ * (bench/http1-clients.ts), and connect-node's universal handler adds more
+ * than either on top (bench/rpc-overhead.ts). The edge calls its upstreams
+ * with this protocol (platform/clients/connect-http1-transport.ts), so this
+ * path serves exactly
  * that shape: POST, `application/proto`, identity encoding, a unary method.
  * Everything else — JSON, GET requests, compression, streaming — goes to
  * connect-node, and handlers and interceptors are the same on both paths.
