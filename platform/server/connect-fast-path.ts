@@ -12,8 +12,8 @@ import { runUnaryCall, toFetchHeaders, type UnaryRoute, unaryRoutes } from "./un
  * (bench/http1-clients.ts), and connect-node's universal handler adds more
  * than either on top (bench/rpc-overhead.ts). The edge calls its upstreams
  * with this protocol (platform/clients/connect-http1-transport.ts), so this
- * path serves exactly
- * that shape: POST, `application/proto`, identity encoding, a unary method.
+ * path serves exactly that shape: POST, `application/proto`, identity
+ * encoding, a unary method.
  * Everything else — JSON, GET requests, compression, streaming — goes to
  * connect-node, and handlers and interceptors are the same on both paths.
  */
