@@ -67,7 +67,9 @@ interface Pending {
 
 interface ParsedResponse {
   status: number;
-  headers: Headers;
+  /** Header fields in order, names lower-cased; fetch Headers are built only on demand. */
+  fields: [string, string][];
+  contentType: string | undefined;
   body: Buffer;
 }
 
@@ -268,25 +270,20 @@ export function createConnectHttp1Transport(
       dispatch();
     });
 
-    const trailer = new Headers();
-    const responseHeader = new Headers();
-    response.headers.forEach((value, key) => {
-      if (key.startsWith("trailer-")) trailer.append(key.slice(8), value);
-      else responseHeader.append(key, value);
-    });
     if (response.status !== 200) {
+      const { header } = splitTrailers(response.fields);
       throw errorFromJsonBytes(
         response.body,
-        responseHeader,
+        header,
         new ConnectError(
           `upstream answered HTTP ${response.status}`,
           codeFromHttpStatus(response.status),
         ),
       );
     }
-    if (response.headers.get("content-type") !== "application/proto") {
+    if (response.contentType !== "application/proto") {
       throw new ConnectError(
-        `unexpected response content type ${response.headers.get("content-type")}`,
+        `unexpected response content type ${response.contentType}`,
         Code.Internal,
       );
     }
@@ -302,12 +299,21 @@ export function createConnectHttp1Transport(
         cause,
       );
     }
+    // Most callers (the transcoder) never read headers: build them on first use.
+    let split: { header: Headers; trailer: Headers } | undefined;
+    const fields = response.fields;
     return {
       stream: false,
       service: method.parent,
       method,
-      header: responseHeader,
-      trailer,
+      get header() {
+        split ??= splitTrailers(fields);
+        return split.header;
+      },
+      get trailer() {
+        split ??= splitTrailers(fields);
+        return split.trailer;
+      },
       message: output,
     } as UnaryResponse<I, O>;
   }
@@ -330,6 +336,17 @@ export function createConnectHttp1Transport(
       for (const resume of waiting.splice(0)) resume();
     },
   };
+}
+
+/** Connect unary carries trailers as `trailer-` prefixed headers. */
+function splitTrailers(fields: [string, string][]): { header: Headers; trailer: Headers } {
+  const header = new Headers();
+  const trailer = new Headers();
+  for (const [name, value] of fields) {
+    if (name.startsWith("trailer-")) trailer.append(name.slice(8), value);
+    else header.append(name, value);
+  }
+  return { header, trailer };
 }
 
 /** Request headers as HTTP/1.1 lines; a value with a line break would smuggle a header. */
@@ -367,22 +384,34 @@ function parseResponse(
   const statusLine = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? "");
   if (!statusLine) throw new Error(`malformed status line ${JSON.stringify(lines[0])}`);
   const status = Number(statusLine[1]);
-  const headers = new Headers();
+  const fields: [string, string][] = [];
+  let contentType: string | undefined;
+  let length: string | undefined;
+  let chunked = false;
+  let close = false;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     const colon = line.indexOf(":");
     if (colon <= 0) throw new Error("malformed response header");
-    headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    fields.push([name, value]);
+    if (name === "content-type") contentType = value;
+    else if (name === "content-length") length = value;
+    else if (name === "transfer-encoding") chunked ||= value.toLowerCase().includes("chunked");
+    else if (name === "connection") close ||= /(^|,)\s*close\s*(,|$)/i.test(value);
   }
-  const close = /(^|,)\s*close\s*(,|$)/i.test(headers.get("connection") ?? "");
   const start = headEnd + 4;
-  const length = headers.get("content-length");
-  if (headers.get("transfer-encoding")?.toLowerCase().includes("chunked")) {
-    const chunked = readChunked(data, start, maxBodyBytes);
-    if (chunked === undefined) return undefined;
-    return { response: { status, headers, body: chunked.body }, consumed: chunked.end, close };
+  if (chunked) {
+    const decoded = readChunked(data, start, maxBodyBytes);
+    if (decoded === undefined) return undefined;
+    return {
+      response: { status, fields, contentType, body: decoded.body },
+      consumed: decoded.end,
+      close,
+    };
   }
-  if (length !== null) {
+  if (length !== undefined) {
     const size = Number(length);
     if (!Number.isSafeInteger(size) || size < 0) throw new Error("malformed content-length");
     if (size > maxBodyBytes) {
@@ -390,7 +419,7 @@ function parseResponse(
     }
     if (data.length < start + size) return undefined;
     return {
-      response: { status, headers, body: data.subarray(start, start + size) },
+      response: { status, fields, contentType, body: data.subarray(start, start + size) },
       consumed: start + size,
       close,
     };

@@ -23,6 +23,32 @@ const headerGetter = {
  */
 export function createServerInterceptor(deps: { logger: Logger; metrics: Metrics }): Interceptor {
   const { logger, metrics } = deps;
+  // Label children resolved once per method and code: a labelled observe/inc
+  // hashes its label object on every call.
+  const children = new Map<
+    string,
+    {
+      duration: ReturnType<Metrics["rpcDuration"]["labels"]>;
+      total: ReturnType<Metrics["rpcTotal"]["labels"]>;
+    }
+  >();
+  const metricsFor = (service: string, method: string, code: Code | 0) => {
+    const key = `${service}/${method}/${code}`;
+    let child = children.get(key);
+    if (child === undefined) {
+      const labels = {
+        rpc_service: service,
+        rpc_method: method,
+        rpc_grpc_status_code: String(code),
+      };
+      child = {
+        duration: metrics.rpcDuration.labels(labels),
+        total: metrics.rpcTotal.labels(labels),
+      };
+      children.set(key, child);
+    }
+    return child;
+  };
   return (next) => async (req) => {
     const started = performance.now();
     const timeoutMs = readTimeoutMs(req.header);
@@ -56,13 +82,9 @@ export function createServerInterceptor(deps: { logger: Logger; metrics: Metrics
     const finish = (failure: ConnectError | undefined) => {
       const code: Code | 0 = failure ? failure.code : 0;
       const seconds = (performance.now() - started) / 1000;
-      const labels = {
-        rpc_service: req.service.typeName,
-        rpc_method: req.method.name,
-        rpc_grpc_status_code: String(code),
-      };
-      metrics.rpcDuration.observe(labels, seconds);
-      metrics.rpcTotal.inc(labels);
+      const child = metricsFor(req.service.typeName, req.method.name, code);
+      child.duration.observe(seconds);
+      child.total.inc();
       span.setAttribute("rpc.grpc.status_code", code);
       if (failure) {
         span.setStatus({ code: SpanStatusCode.ERROR, message: Code[failure.code] });

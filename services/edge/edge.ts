@@ -77,6 +77,18 @@ export function createEdge(deps: EdgeDeps): Edge {
     registers: [deps.registry],
   });
 
+  // Label children resolved once: a labelled observe hashes its labels per call.
+  const durations = new Map<string, ReturnType<typeof duration.labels>>();
+  const durationFor = (kind: string, status: number) => {
+    const key = `${kind}:${Math.floor(status / 100)}`;
+    let child = durations.get(key);
+    if (child === undefined) {
+      child = duration.labels({ kind, status_class: `${Math.floor(status / 100)}xx` });
+      durations.set(key, child);
+    }
+    return child;
+  };
+
   const transcoder = createTranscoder({
     services: deps.services,
     transport: (service) => deps.transportFor(service),
@@ -144,7 +156,7 @@ export function createEdge(deps: EdgeDeps): Edge {
   ) => {
     res.once("finish", () => {
       const seconds = (performance.now() - started) / 1000;
-      duration.observe({ kind, status_class: `${Math.floor(res.statusCode / 100)}xx` }, seconds);
+      durationFor(kind, res.statusCode).observe(seconds);
       if (logger.isLevelEnabled("info")) {
         logger.info(
           {
