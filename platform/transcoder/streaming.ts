@@ -19,8 +19,36 @@ import type { HttpRequest, HttpResponse, TranscoderLimits } from "./transcoder.j
  *   the first message (within a short wait) is a plain HTTP error instead.
  * - WebSocket (Upgrade: websocket): each message is a text frame
  *   `{"result": …}`; an error is `{"error": Status}` followed by close code
- *   4000 + gRPC code; a normal end closes with 1000.
+ *   4000 + gRPC code; a normal end closes with 1000. Browsers cannot set an
+ *   Authorization header on a WebSocket, so a bearer token may come as a
+ *   subprotocol instead (see adoptWebSocketBearer).
  */
+
+/** The subprotocol a WebSocket client offers next to its `bearer.<token>` entry. */
+export const WEBSOCKET_SUBPROTOCOL = "commerce-mesh.v1";
+const BEARER_PREFIX = "bearer.";
+
+/**
+ * `new WebSocket(url, ["commerce-mesh.v1", "bearer." + token])`: the token
+ * entry becomes `Authorization: Bearer <token>` (an explicit Authorization
+ * header wins) and is removed from the offered list, so the handshake selects
+ * `commerce-mesh.v1` and never echoes the token. JWTs are base64url with dots,
+ * all valid in a subprotocol token.
+ */
+export function adoptWebSocketBearer(headers: IncomingMessage["headers"]): void {
+  const offered = headers["sec-websocket-protocol"];
+  if (typeof offered !== "string" || !offered.includes(BEARER_PREFIX)) return;
+  const kept: string[] = [];
+  let token: string | undefined;
+  for (const entry of offered.split(",")) {
+    const name = entry.trim();
+    if (name.startsWith(BEARER_PREFIX)) token ??= name.slice(BEARER_PREFIX.length);
+    else if (name !== "") kept.push(name);
+  }
+  if (kept.length > 0) headers["sec-websocket-protocol"] = kept.join(", ");
+  else delete headers["sec-websocket-protocol"];
+  if (token && headers.authorization === undefined) headers.authorization = `Bearer ${token}`;
+}
 
 export interface StreamingDeps {
   limits: TranscoderLimits;

@@ -594,7 +594,10 @@ describe("server streaming", () => {
     expect(r.headers["content-type"]).toMatch(/^text\/event-stream/);
     const events = parseSse(r.text);
     expect(events.map((e) => e.id)).toEqual(["1", "2", "3", undefined]);
-    expect(JSON.parse(events[0]!.data)).toEqual({ event: { sequence: "1", itemId: "i1" } });
+    expect(JSON.parse(events[0]!.data)).toEqual({
+      event: { sequence: "1", itemId: "i1" },
+      callerAuthorization: "",
+    });
     expect(events.at(-1)?.event).toBe("end");
   });
 
@@ -626,8 +629,8 @@ describe("server streaming", () => {
     });
     expect(code).toBe(1000);
     expect(frames).toEqual([
-      { result: { event: { sequence: "11", itemId: "w1" } } },
-      { result: { event: { sequence: "12", itemId: "w1" } } },
+      { result: { event: { sequence: "11", itemId: "w1" }, callerAuthorization: "" } },
+      { result: { event: { sequence: "12", itemId: "w1" }, callerAuthorization: "" } },
     ]);
   });
 

@@ -28,7 +28,7 @@ import {
   type StatusJson,
   statusJson,
 } from "./status.js";
-import { createStreamingServer, type StreamingServer } from "./streaming.js";
+import { adoptWebSocketBearer, createStreamingServer, type StreamingServer } from "./streaming.js";
 
 export type HttpRequest = IncomingMessage | Http2ServerRequest;
 /** What the transcoder needs of http.ServerResponse / Http2ServerResponse. */
@@ -329,6 +329,7 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
   }
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    adoptWebSocketBearer(req.headers);
     const { match, query, path } = route(req);
     const reject = (error: ConnectError, headers?: Record<string, string>) => {
       const publicErr = publicError(error);

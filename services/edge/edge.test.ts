@@ -220,6 +220,37 @@ describe("REST through the edge", () => {
     expect(refused).toBe(403);
   });
 
+  it("takes a browser's WebSocket bearer token from the subprotocol list and forwards it", async () => {
+    const token = await auth.token("user-ws");
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/items/ws2:watch?count=1`, [
+      "commerce-mesh.v1",
+      `bearer.${token}`,
+    ]);
+    const frames: any[] = [];
+    const code = await new Promise<number>((resolve, reject) => {
+      ws.on("message", (data) => frames.push(JSON.parse(String(data))));
+      ws.on("close", (c) => resolve(c));
+      ws.on("error", reject);
+    });
+    expect(code).toBe(1000);
+    // The handshake selected the plain subprotocol; the token was never echoed.
+    expect(ws.protocol).toBe("commerce-mesh.v1");
+    expect(frames[0].result.callerAuthorization).toBe(`Bearer ${token}`);
+    // An explicit Authorization header wins over the subprotocol entry.
+    const other = await auth.token("user-ws-header");
+    const both = new WebSocket(
+      `ws://127.0.0.1:${port}/v1/items/ws3:watch?count=1`,
+      ["commerce-mesh.v1", `bearer.${token}`],
+      { headers: { authorization: `Bearer ${other}` } },
+    );
+    const seen = await new Promise<string>((resolve, reject) => {
+      both.on("message", (data) => resolve(JSON.parse(String(data)).result.callerAuthorization));
+      both.on("error", reject);
+    });
+    both.close();
+    expect(seen).toBe(`Bearer ${other}`);
+  });
+
   it("answers CORS preflights for allowed origins only and exposes the RPC headers", async () => {
     const ok = await rawRequest(port, {
       method: "OPTIONS",

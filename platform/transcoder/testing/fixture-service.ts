@@ -46,6 +46,7 @@ export function createFixtureService(): ServiceImpl<typeof TranscodeFixtureServi
     },
     async *watchItem(req, context: HandlerContext) {
       if (req.id === "missing") throw new ConnectError("item not found", Code.NotFound);
+      const callerAuthorization = context.requestHeader.get("authorization") ?? "";
       const count = req.count === 0 ? 3 : req.count;
       if (count < 0) {
         // Open-ended: one event, then wait until the client goes away.
@@ -57,7 +58,10 @@ export function createFixtureService(): ServiceImpl<typeof TranscodeFixtureServi
         return;
       }
       for (let i = 1; i <= count; i++) {
-        yield { event: { sequence: req.afterSequence + BigInt(i), itemId: req.id } };
+        yield {
+          event: { sequence: req.afterSequence + BigInt(i), itemId: req.id },
+          callerAuthorization,
+        };
       }
       if (req.failCode !== 0) throw new ConnectError("watch failed", req.failCode as Code);
     },
