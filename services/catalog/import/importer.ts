@@ -316,7 +316,8 @@ async function upsertBatch(
     // Heap order = insert order: a batch's products of one category land on
     // neighbouring pages, so a search for a word common within a category
     // ("kettle", "running shoe") reads a third of the heap pages it would
-    // read with the feed's order (the ranking visits every matching row).
+    // read with the feed's order (a relevance search reads a window of
+    // matching rows in storage order, the other orders every matching row).
     inserts.sort(byCategoryAndName);
     const ids = inserts.map(() => uuidV7());
     const [inserted] = await tx.unsafe<
