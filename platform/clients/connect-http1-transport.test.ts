@@ -15,12 +15,16 @@ import { createConnectHttp1Transport } from "./connect-http1-transport.js";
 
 type Probe = Awaited<ReturnType<typeof startProbeServer>>;
 
-function transportFor(baseUrl: string, options: { maxMessageBytes?: number } = {}) {
+function transportFor(
+  baseUrl: string,
+  options: { maxMessageBytes?: number; abandonGraceMs?: number } = {},
+) {
   return createConnectHttp1Transport({
     baseUrl,
     maxMessageBytes: options.maxMessageBytes ?? 1024 * 1024,
     connections: 2,
     maxPipeline: 4,
+    ...(options.abandonGraceMs ? { abandonGraceMs: options.abandonGraceMs } : {}),
     fallback: createConnectTransport({ baseUrl, httpVersion: "1.1" }),
   });
 }
@@ -165,6 +169,51 @@ describe("Connect over HTTP/1.1 transport", () => {
     for (let i = 0; i < 4; i++) texts.push((await client.echo({})).text);
     expect(texts).toEqual(["reply-1", "reply-2", "reply-3", "reply-4"]);
     expect(server.connections()).toBeGreaterThanOrEqual(2);
+    transport.close();
+    await server.close();
+  });
+
+  it("keeps new calls off a connection whose abandoned call hangs, then closes it", async () => {
+    let closed = 0;
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.socket.once("close", () => closed++);
+      if (req.headers["x-hang"]) return; // never answered
+      req.on("end", () =>
+        res.writeHead(200, { "content-type": "application/proto" }).end(echoBytes("ok")),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    const transport = transportFor(url, { abandonGraceMs: 200 });
+    const client = createClient(ProbeService, transport);
+    await expect(
+      client.echo({}, { timeoutMs: 50, headers: { "x-hang": "1" } }),
+    ).rejects.toMatchObject({ code: Code.DeadlineExceeded });
+    // Served elsewhere meanwhile, not queued behind the hung call.
+    const during = await Promise.all(Array.from({ length: 6 }, () => client.echo({})));
+    expect(during.every((a) => a.text === "ok")).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(closed).toBeGreaterThanOrEqual(1);
+    expect((await client.echo({})).text).toBe("ok");
+    transport.close();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it("joins a large body that arrives in many chunks", async () => {
+    const server = await rawServer((_req, res) => {
+      const body = echoBytes("z".repeat(600_000));
+      res.writeHead(200, { "content-type": "application/proto", "content-length": body.length });
+      // Many small writes: the client sees the body in pieces.
+      for (let at = 0; at < body.length; at += 4096) res.write(body.subarray(at, at + 4096));
+      res.end();
+    });
+    const transport = transportFor(server.url);
+    const client = createClient(ProbeService, transport);
+    const [a, b] = await Promise.all([client.echo({}), client.echo({})]);
+    expect(a.text.length).toBe(600_000);
+    expect(b.text.length).toBe(600_000);
     transport.close();
     await server.close();
   });

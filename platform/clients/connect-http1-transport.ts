@@ -51,6 +51,12 @@ export interface ConnectHttp1TransportOptions {
   maxPipeline?: number;
   /** Idle connections close after this (default 30 s, below the servers' 65 s keep-alive). */
   idleTimeoutMs?: number;
+  /**
+   * After a call times out or is aborted, its connection takes no new calls
+   * until the late answer arrives, and is closed if none comes within this
+   * (default 1 s): a hung request must not hold the calls pipelined behind it.
+   */
+  abandonGraceMs?: number;
   connectTimeoutMs?: number;
 }
 
@@ -61,8 +67,10 @@ const CRLF_CRLF = Buffer.from("\r\n\r\n");
 const CR_OR_LF = /[\r\n]/;
 
 interface Pending {
-  /** Settles the caller; false when the call was already settled (timeout, abort). */
+  /** Settles the caller; a no-op when the call was already settled (timeout, abort). */
   settle(error: ConnectError | undefined, response?: ParsedResponse): void;
+  /** Set when the caller gave up (timeout, abort) while the answer is still due. */
+  grace?: NodeJS.Timeout;
 }
 
 interface ParsedResponse {
@@ -83,6 +91,7 @@ export function createConnectHttp1Transport(
   const hostHeader = `host: ${url.host}\r\n`;
   const maxPipeline = options.maxPipeline ?? 8;
   const idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
+  const abandonGraceMs = options.abandonGraceMs ?? 1_000;
   const pool: (Connection | undefined)[] = new Array(options.connections ?? 8);
   const waiting: (() => void)[] = [];
   let closed = false;
@@ -90,7 +99,11 @@ export function createConnectHttp1Transport(
   class Connection {
     readonly socket: net.Socket;
     readonly inFlight: Pending[] = [];
-    private buffered: Buffer | undefined;
+    private chunks: Buffer[] = [];
+    private bufferedBytes = 0;
+    /** Bytes needed before parsing again can complete a response. */
+    private needed = 0;
+    private abandoned = 0;
     private dead = false;
     private corked = false;
     private idleTimer: NodeJS.Timeout | undefined;
@@ -107,7 +120,19 @@ export function createConnectHttp1Transport(
     }
 
     get usable(): boolean {
-      return !this.dead && this.inFlight.length < maxPipeline;
+      return !this.dead && this.abandoned === 0 && this.inFlight.length < maxPipeline;
+    }
+
+    /** The caller of `pending` gave up; its answer is still due on this connection. */
+    abandon(pending: Pending): void {
+      if (this.dead || !this.inFlight.includes(pending)) return;
+      this.abandoned++;
+      pending.grace = setTimeout(() => {
+        if (this.inFlight.includes(pending)) {
+          this.fail(new Error("upstream did not answer a call its caller gave up on"));
+        }
+      }, abandonGraceMs);
+      pending.grace.unref();
     }
 
     send(head: string, body: Uint8Array, pending: Pending): void {
@@ -130,17 +155,31 @@ export function createConnectHttp1Transport(
     }
 
     private onData(chunk: Buffer): void {
-      this.buffered = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
+      this.chunks.push(chunk);
+      this.bufferedBytes += chunk.length;
+      // A large body arrives in many chunks: join them once, not per chunk.
+      if (this.bufferedBytes < this.needed) return;
+      let data =
+        this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.bufferedBytes);
+      this.chunks = [];
+      this.bufferedBytes = 0;
+      this.needed = 0;
       try {
-        while (this.buffered !== undefined && !this.dead) {
-          const parsed = parseResponse(this.buffered, options.maxMessageBytes);
-          if (parsed === undefined) return;
-          this.buffered =
-            parsed.consumed < this.buffered.length
-              ? this.buffered.subarray(parsed.consumed)
-              : undefined;
+        while (data.length > 0 && !this.dead) {
+          const parsed = parseResponse(data, options.maxMessageBytes);
+          if ("needed" in parsed) {
+            this.needed = parsed.needed;
+            this.chunks.push(data);
+            this.bufferedBytes = data.length;
+            break;
+          }
+          data = data.subarray(parsed.consumed);
           const pending = this.inFlight.shift();
           if (pending === undefined) throw new Error("response without a request");
+          if (pending.grace !== undefined) {
+            clearTimeout(pending.grace);
+            this.abandoned--;
+          }
           pending.settle(undefined, parsed.response);
           if (parsed.close) {
             this.fail(new Error("server closed the connection"));
@@ -175,7 +214,10 @@ export function createConnectHttp1Transport(
         cause instanceof ConnectError
           ? cause
           : new ConnectError("upstream unavailable", Code.Unavailable, undefined, undefined, cause);
-      for (const pending of this.inFlight.splice(0)) pending.settle(error);
+      for (const pending of this.inFlight.splice(0)) {
+        if (pending.grace !== undefined) clearTimeout(pending.grace);
+        pending.settle(error);
+      }
       wakeWaiting();
     }
   }
@@ -240,11 +282,14 @@ export function createConnectHttp1Transport(
     const response = await new Promise<ParsedResponse>((resolve, reject) => {
       let settled = false;
       let timer: NodeJS.Timeout | undefined;
+      let carrier: Connection | undefined;
       const finish = (error: ConnectError | undefined, parsed?: ParsedResponse) => {
         if (settled) return;
         settled = true;
         if (timer !== undefined) clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
+        // Given up while the answer is still due (timeout, abort): see abandonGraceMs.
+        if (error) carrier?.abandon(pending);
         if (error) reject(error);
         else resolve(parsed!);
       };
@@ -265,7 +310,10 @@ export function createConnectHttp1Transport(
         if (closed) return finish(new ConnectError("transport closed", Code.Unavailable));
         const connection = pick();
         if (connection === undefined) waiting.push(dispatch);
-        else connection.send(head, body, pending);
+        else {
+          carrier = connection;
+          connection.send(head, body, pending);
+        }
       };
       dispatch();
     });
@@ -368,17 +416,17 @@ function serializeHeaders(from: HeadersInit): string {
 }
 
 /**
- * One response from the front of `data`, or undefined when it is incomplete.
+ * One response from the front of `data`, or how many bytes are needed first.
  * Handles content-length, chunked and read-until-close bodies.
  */
 function parseResponse(
   data: Buffer,
   maxBodyBytes: number,
-): { response: ParsedResponse; consumed: number; close: boolean } | undefined {
+): { response: ParsedResponse; consumed: number; close: boolean } | { needed: number } {
   const headEnd = data.indexOf(CRLF_CRLF);
   if (headEnd === -1) {
     if (data.length > MAX_HEAD_BYTES) throw new Error("response head too large");
-    return undefined;
+    return { needed: data.length + 1 };
   }
   const lines = data.toString("latin1", 0, headEnd).split("\r\n");
   const statusLine = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? "");
@@ -404,7 +452,7 @@ function parseResponse(
   const start = headEnd + 4;
   if (chunked) {
     const decoded = readChunked(data, start, maxBodyBytes);
-    if (decoded === undefined) return undefined;
+    if (decoded === undefined) return { needed: data.length + 1 };
     return {
       response: { status, fields, contentType, body: decoded.body },
       consumed: decoded.end,
@@ -417,7 +465,7 @@ function parseResponse(
     if (size > maxBodyBytes) {
       throw new ConnectError("response message too large", Code.ResourceExhausted);
     }
-    if (data.length < start + size) return undefined;
+    if (data.length < start + size) return { needed: start + size };
     return {
       response: { status, fields, contentType, body: data.subarray(start, start + size) },
       consumed: start + size,
