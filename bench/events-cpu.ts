@@ -36,7 +36,8 @@ export interface CpuSnapshot {
   pg: Map<number, number>;
 }
 
-export function cpuMeter(sql: Sql, applicationName: string) {
+/** `extraPids`: more Node processes of the run (e.g. a consumer process), counted as node. */
+export function cpuMeter(sql: Sql, applicationName: string, extraPids: number[] = []) {
   const natsPid = natsServerPid();
   const snapshot = async (): Promise<CpuSnapshot> => {
     const rows = await sql<{ pid: number }[]>`
@@ -44,7 +45,9 @@ export function cpuMeter(sql: Sql, applicationName: string) {
     const pg = new Map<number, number>();
     for (const { pid } of rows) pg.set(pid, procCpuMicros(pid));
     const usage = process.cpuUsage();
-    return { node: usage.user + usage.system, nats: natsPid ? procCpuMicros(natsPid) : 0, pg };
+    let node = usage.user + usage.system;
+    for (const pid of extraPids) node += procCpuMicros(pid);
+    return { node, nats: natsPid ? procCpuMicros(natsPid) : 0, pg };
   };
   /** "node N µs, postgres N µs, nats-server N µs, total N µs per event; load average …" */
   const report = (start: CpuSnapshot, end: CpuSnapshot, events: number): string => {

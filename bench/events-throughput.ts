@@ -11,8 +11,10 @@
  *    effect commit time − event occurred time, both on this host's clock.
  *
  * Env: EVENTS=20000 WRITERS=8 TX_EVENTS=10 AGGREGATES=1000 CONCURRENCY=8 CONSUMER_BATCH=64 PARALLEL=1
+ *      CONSUMER_PROCESS=1 (the consumer in its own process, as in the mesh)
  *      STEADY_SECONDS=10 STEADY_RATE=<events/s> DATABASE_URL NATS_URL
  */
+import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { toBinary } from "@bufbuild/protobuf";
 import { StructSchema } from "@bufbuild/protobuf/wkt";
@@ -33,6 +35,7 @@ import { appendEvents } from "../platform/events/outbox.js";
 import { createOutboxRelay } from "../platform/events/relay.js";
 import { deadLetterStream, domainStream, provisionStreams } from "../platform/events/streams.js";
 import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/harness.js";
+import type { ConsumerProcessConfig } from "./events-consumer-process.js";
 import { cpuMeter } from "./events-cpu.js";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -46,6 +49,9 @@ const CONSUMER_BATCH = env("CONSUMER_BATCH", 64);
 const NOTIFY = env("NOTIFY", 1) === 1;
 // PARALLEL=0: handlers of one batch run one after another (the consumer's default).
 const PARALLEL = env("PARALLEL", 1) === 1;
+// CONSUMER_PROCESS=0: the consumer runs in this process, sharing its one thread
+// with the writers and the relay (1 = its own process, as in the mesh).
+const CONSUMER_PROCESS = env("CONSUMER_PROCESS", 1) === 1;
 const POLL_MS = env("POLL_MS", NOTIFY ? 1_000 : 20);
 const STEADY_SECONDS = env("STEADY_SECONDS", 10);
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -57,6 +63,59 @@ const domain = `bench${id}`;
 
 function sampleEvent(i: number) {
   return testEvent(`agg-${i % AGGREGATES}`, { order: `o-${i}`, total: i, currency: "EUR" });
+}
+
+type Stats = Record<string, number>;
+interface BenchConsumer {
+  pid: number | undefined;
+  /** Only for the in-process consumer; a consumer process starts by itself. */
+  start?(): Promise<void>;
+  stats(): Promise<Stats>;
+  stop(): Promise<Stats>;
+}
+
+function inProcess(consumer: ReturnType<typeof createEventConsumer>): BenchConsumer {
+  return {
+    pid: undefined,
+    start: () => consumer.start(),
+    stats: async () => ({ ...consumer.stats }),
+    stop: async () => {
+      await consumer.stop();
+      return { ...consumer.stats };
+    },
+  };
+}
+
+async function consumerProcess(config: ConsumerProcessConfig): Promise<BenchConsumer> {
+  const child = fork(
+    new URL("./events-consumer-process.ts", import.meta.url).pathname,
+    [JSON.stringify(config)],
+    { execArgv: ["--import", "tsx"] },
+  );
+  let latest: Stats = {};
+  let stopped: ((stats: Stats) => void) | undefined;
+  child.on("message", (message: unknown) => {
+    const m = message as { stats?: Stats; stopped?: boolean };
+    if (m.stats) latest = m.stats;
+    if (m.stopped) stopped?.(latest);
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once("message", (m) => (m === "ready" ? resolve() : reject(new Error(String(m)))));
+    child.once("exit", (code) => reject(new Error(`consumer process exited with ${code}`)));
+  });
+  return {
+    pid: child.pid,
+    async stats() {
+      child.send("stats");
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      return latest;
+    },
+    stop: () =>
+      new Promise<Stats>((resolve) => {
+        stopped = resolve;
+        child.send("stop");
+      }),
+  };
 }
 
 // A closed pipe (`| head`) must not kill the run before it cleans up.
@@ -145,25 +204,40 @@ async function main() {
       batchSize: 1_000,
       pollIntervalMs: POLL_MS,
     });
-    const consumer = createEventConsumer({
-      nc: consumerNc,
-      stream: stream.name,
-      name: `bench_${id}`,
-      transaction: postgresTransactions(consumerDb.sql),
-      handlers: eventHandlers<TransactionSql>().on(StructSchema, async (event, { tx }) => {
-        await tx`insert into effects (event_id, occurred_at)
-                 values (${event.eventId}, ${event.occurredAt.toISOString()}::timestamptz)`;
-      }),
-      concurrency: CONCURRENCY,
-      batchSize: CONSUMER_BATCH,
-      maxAckPending: 10_000,
-      parallelAggregates: PARALLEL,
-      deadLetters: { subjectPrefix: dlq.subjectPrefix },
-      metricsRegistry: new Registry(),
-      logger: silentLogger,
-    });
+    const consumerName = `bench_${id}`;
+    const consumer = CONSUMER_PROCESS
+      ? await consumerProcess({
+          databaseUrl: DATABASE_URL,
+          natsUrl: NATS_URL,
+          schema,
+          stream: stream.name,
+          name: consumerName,
+          dlqPrefix: dlq.subjectPrefix,
+          concurrency: CONCURRENCY,
+          batchSize: CONSUMER_BATCH,
+          parallelAggregates: PARALLEL,
+        })
+      : inProcess(
+          createEventConsumer({
+            nc: consumerNc,
+            stream: stream.name,
+            name: consumerName,
+            transaction: postgresTransactions(consumerDb.sql),
+            handlers: eventHandlers<TransactionSql>().on(StructSchema, async (event, { tx }) => {
+              await tx`insert into effects (event_id, occurred_at)
+                       values (${event.eventId}, ${event.occurredAt.toISOString()}::timestamptz)`;
+            }),
+            concurrency: CONCURRENCY,
+            batchSize: CONSUMER_BATCH,
+            maxAckPending: 10_000,
+            parallelAggregates: PARALLEL,
+            deadLetters: { subjectPrefix: dlq.subjectPrefix },
+            metricsRegistry: new Registry(),
+            logger: silentLogger,
+          }),
+        );
     await relay.start();
-    await consumer.start();
+    await consumer.start?.();
 
     const effects = async () => {
       const [row] = await writers.sql`select count(*)::int as n from effects`;
@@ -172,15 +246,16 @@ async function main() {
     const waitForEffects = async (n: number) => {
       for (;;) {
         if ((await effects()) >= n) return;
-        if (consumer.stats.dead_lettered > 0) {
-          throw new Error(`consumer dead-lettered events: ${JSON.stringify(consumer.stats)}`);
+        const stats = await consumer.stats();
+        if ((stats.dead_lettered ?? 0) > 0) {
+          throw new Error(`consumer dead-lettered events: ${JSON.stringify(stats)}`);
         }
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     };
 
     // CPU of this process, nats-server and this run's Postgres backends.
-    const cpu = cpuMeter(writers.sql, schema);
+    const cpu = cpuMeter(writers.sql, schema, consumer.pid === undefined ? [] : [consumer.pid]);
 
     // ---- 2. saturation ----
     let next = 0;
@@ -213,7 +288,7 @@ async function main() {
       from effects`;
     console.log(
       `pipeline at saturation: ${EVENTS} events (${WRITERS} writers × ${TX_EVENTS}/tx, ${AGGREGATES} aggregates, ` +
-        `notify ${NOTIFY}, consumer ${CONCURRENCY}×${CONSUMER_BATCH}, parallel aggregates ${PARALLEL}) ` +
+        `notify ${NOTIFY}, consumer ${CONCURRENCY}×${CONSUMER_BATCH} ${CONSUMER_PROCESS ? "in its own process" : "in this process"}, parallel aggregates ${PARALLEL}) ` +
         `inserted in ${insertSeconds.toFixed(2)} s, all effects after ${satSeconds.toFixed(2)} s = ${satRate.toFixed(0)} events/s ` +
         `(latency under backlog p50 ${Number(satLat!.p50).toFixed(0)} ms, p99 ${Number(satLat!.p99).toFixed(0)} ms)`,
     );
@@ -254,13 +329,13 @@ async function main() {
       `pipeline at steady ${rate} events/s offered (achieved ${(steadyTotal / offeredSeconds).toFixed(0)}/s over ${offeredSeconds.toFixed(1)} s, ${steadyTotal} events, 1/tx): ` +
         `end-to-end p50 ${Number(lat!.p50).toFixed(1)} ms, p99 ${Number(lat!.p99).toFixed(1)} ms, max ${Number(lat!.max).toFixed(1)} ms`,
     );
-    await consumer.stop();
+    const finalStats = await consumer.stop();
     await relay.stop();
     const rawAfter = await rawPublish("after");
     const rawRate = (rawBefore + rawAfter) / 2;
     console.log(
       `ratio pipeline/raw = ${(satRate / rawRate).toFixed(2)} (raw = mean of before/after ${rawRate.toFixed(0)} msg/s; target ≥ 0.5); ` +
-        `consumer stats ${JSON.stringify(consumer.stats)}`,
+        `consumer stats ${JSON.stringify(finalStats)}`,
     );
   } finally {
     await cleanup();
