@@ -5,17 +5,12 @@
  * consuming, answers "stats" requests, and on "stop" stops gracefully, sends
  * its final stats and exits.
  */
-import { StructSchema } from "@bufbuild/protobuf/wkt";
-import type { TransactionSql } from "postgres";
 import { Registry } from "prom-client";
 import { createDatabase } from "../platform/db/postgres.js";
-import {
-  createEventConsumer,
-  eventHandlers,
-  postgresTransactions,
-} from "../platform/events/consumer.js";
+import { createEventConsumer, postgresTransactions } from "../platform/events/consumer.js";
 import { silentLogger } from "../platform/events/logger.js";
 import { connectNats } from "../platform/events/nats.js";
+import { type BenchHandlerKind, benchHandlers } from "./events-bench-handlers.js";
 
 export interface ConsumerProcessConfig {
   databaseUrl: string;
@@ -27,6 +22,7 @@ export interface ConsumerProcessConfig {
   concurrency: number;
   batchSize: number;
   parallelAggregates: boolean;
+  handler: BenchHandlerKind;
 }
 
 const config = JSON.parse(process.argv[2]!) as ConsumerProcessConfig;
@@ -41,10 +37,7 @@ const consumer = createEventConsumer({
   stream: config.stream,
   name: config.name,
   transaction: postgresTransactions(db.sql),
-  handlers: eventHandlers<TransactionSql>().on(StructSchema, async (event, { tx }) => {
-    await tx`insert into effects (event_id, occurred_at)
-             values (${event.eventId}, ${event.occurredAt.toISOString()}::timestamptz)`;
-  }),
+  handlers: benchHandlers(config.handler),
   concurrency: config.concurrency,
   batchSize: config.batchSize,
   maxAckPending: 10_000,

@@ -12,6 +12,7 @@
  *
  * Env: EVENTS=20000 WRITERS=8 TX_EVENTS=10 AGGREGATES=1000 CONCURRENCY=8 CONSUMER_BATCH=64 PARALLEL=1
  *      CONSUMER_PROCESS=1 (the consumer in its own process, as in the mesh)
+ *      HANDLER=event|batch (per-event handler, or a set-based onBatch one)
  *      STEADY_SECONDS=10 STEADY_RATE=<events/s> DATABASE_URL NATS_URL
  */
 import { fork } from "node:child_process";
@@ -20,21 +21,17 @@ import { toBinary } from "@bufbuild/protobuf";
 import { StructSchema } from "@bufbuild/protobuf/wkt";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/nats-core";
-import type { TransactionSql } from "postgres";
 import { Registry } from "prom-client";
 import { v7 as uuidv7 } from "uuid";
 import { createDatabase, migrateDatabase } from "../platform/db/postgres.js";
-import {
-  createEventConsumer,
-  eventHandlers,
-  postgresTransactions,
-} from "../platform/events/consumer.js";
-import { silentLogger } from "../platform/events/logger.js";
+import { createEventConsumer, postgresTransactions } from "../platform/events/consumer.js";
+import { silentLogger, stderrLogger } from "../platform/events/logger.js";
 import { connectNats } from "../platform/events/nats.js";
 import { appendEvents } from "../platform/events/outbox.js";
 import { createOutboxRelay } from "../platform/events/relay.js";
 import { deadLetterStream, domainStream, provisionStreams } from "../platform/events/streams.js";
 import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/harness.js";
+import { type BenchHandlerKind, benchHandlers } from "./events-bench-handlers.js";
 import type { ConsumerProcessConfig } from "./events-consumer-process.js";
 import { cpuMeter } from "./events-cpu.js";
 
@@ -52,6 +49,8 @@ const PARALLEL = env("PARALLEL", 1) === 1;
 // CONSUMER_PROCESS=0: the consumer runs in this process, sharing its one thread
 // with the writers and the relay (1 = its own process, as in the mesh).
 const CONSUMER_PROCESS = env("CONSUMER_PROCESS", 1) === 1;
+// HANDLER=batch: the effect is written by a set-based onBatch handler.
+const HANDLER: BenchHandlerKind = process.env.HANDLER === "batch" ? "batch" : "event";
 const POLL_MS = env("POLL_MS", NOTIFY ? 1_000 : 20);
 const STEADY_SECONDS = env("STEADY_SECONDS", 10);
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -216,6 +215,7 @@ async function main() {
           concurrency: CONCURRENCY,
           batchSize: CONSUMER_BATCH,
           parallelAggregates: PARALLEL,
+          handler: HANDLER,
         })
       : inProcess(
           createEventConsumer({
@@ -223,17 +223,14 @@ async function main() {
             stream: stream.name,
             name: consumerName,
             transaction: postgresTransactions(consumerDb.sql),
-            handlers: eventHandlers<TransactionSql>().on(StructSchema, async (event, { tx }) => {
-              await tx`insert into effects (event_id, occurred_at)
-                       values (${event.eventId}, ${event.occurredAt.toISOString()}::timestamptz)`;
-            }),
+            handlers: benchHandlers(HANDLER),
             concurrency: CONCURRENCY,
             batchSize: CONSUMER_BATCH,
             maxAckPending: 10_000,
             parallelAggregates: PARALLEL,
             deadLetters: { subjectPrefix: dlq.subjectPrefix },
             metricsRegistry: new Registry(),
-            logger: silentLogger,
+            logger: process.env.DEBUG ? stderrLogger : silentLogger,
           }),
         );
     await relay.start();
@@ -288,7 +285,7 @@ async function main() {
       from effects`;
     console.log(
       `pipeline at saturation: ${EVENTS} events (${WRITERS} writers × ${TX_EVENTS}/tx, ${AGGREGATES} aggregates, ` +
-        `notify ${NOTIFY}, consumer ${CONCURRENCY}×${CONSUMER_BATCH} ${CONSUMER_PROCESS ? "in its own process" : "in this process"}, parallel aggregates ${PARALLEL}) ` +
+        `notify ${NOTIFY}, consumer ${CONCURRENCY}×${CONSUMER_BATCH} ${CONSUMER_PROCESS ? "in its own process" : "in this process"}, ${HANDLER} handler, parallel aggregates ${PARALLEL}) ` +
         `inserted in ${insertSeconds.toFixed(2)} s, all effects after ${satSeconds.toFixed(2)} s = ${satRate.toFixed(0)} events/s ` +
         `(latency under backlog p50 ${Number(satLat!.p50).toFixed(0)} ms, p99 ${Number(satLat!.p99).toFixed(0)} ms)`,
     );

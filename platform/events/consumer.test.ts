@@ -1,3 +1,4 @@
+import { StructSchema } from "@bufbuild/protobuf/wkt";
 import { jetstream } from "@nats-io/jetstream";
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core";
 import type { TransactionSql } from "postgres";
@@ -9,6 +10,7 @@ import {
   createEventConsumer,
   type EventConsumer,
   type EventHandlers,
+  eventHandlers,
   postgresTransactions,
   pruneInbox,
 } from "./consumer.js";
@@ -398,6 +400,53 @@ describe("event consumer", () => {
       expect(agg).toEqual({ n: 21, ids: 21 });
     },
   );
+
+  it("hands a set-based handler a transaction's events in one call, and one at a time after a failure", async () => {
+    const name = `c_${env.id}`;
+    const calls: number[] = [];
+    const handlers = eventHandlers<TransactionSql>().onBatch(
+      StructSchema,
+      async (events, { tx }) => {
+        calls.push(events.length);
+        if (events.some((e) => e.aggregateId === "poison")) throw new Error("poison in a set");
+        await tx`insert into effects (consumer, event_id, aggregate_id, aggregate_seq)
+               select ${name}, e.id, e.agg, e.seq
+               from unnest(${events.map((e) => e.eventId)}::uuid[],
+                           ${events.map((e) => e.aggregateId)}::text[],
+                           ${events.map((e) => e.aggregateSeq)}::int[]) as e(id, agg, seq)`;
+      },
+    );
+    const setup = consumer(handlers);
+    await setup.start();
+    await setup.stop();
+    const appendAll = (events: ReturnType<typeof testEvent>[]) =>
+      env.database.sql.begin((tx) => appendEvents(tx, events, { domain: env.domain }));
+    await appendAll(Array.from({ length: 12 }, (_, i) => testEvent(`agg-${i % 3}`, { i })));
+    await waitFor("published", async () => {
+      return (await env.jsm.streams.info(env.stream.name)).state.messages === 12;
+    });
+    const first = consumer(handlers, { batchSize: 50, concurrency: 1 });
+    await first.start();
+    await waitFor("applied", async () => (await countRows(env.database, "effects")) === 12);
+    expect(first.stats.processed).toBe(12);
+    expect(Math.max(...calls)).toBeGreaterThan(1);
+    const rows = await env.database.sql`
+      select aggregate_id, array_agg(aggregate_seq::int order by id) as seqs
+      from effects group by aggregate_id`;
+    for (const row of rows) expect(row.seqs).toEqual([1, 2, 3, 4]);
+    await first.stop();
+
+    calls.length = 0;
+    await appendAll(
+      Array.from({ length: 6 }, (_, i) => testEvent(i === 2 ? "poison" : `agg-${i % 3}`, { i })),
+    );
+    const second = consumer(handlers, { batchSize: 50, concurrency: 1, maxAttempts: 1 });
+    await second.start();
+    await waitFor("dead letter", () => second.stats.dead_lettered === 1);
+    await waitFor("rest applied", async () => (await countRows(env.database, "effects")) === 17);
+    // The failed set was retried event by event.
+    expect(calls.filter((n) => n === 1).length).toBeGreaterThanOrEqual(6);
+  });
 
   it("prunes only the consumer's inbox rows older than the retention", async () => {
     const old = uuidv7();

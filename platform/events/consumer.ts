@@ -63,9 +63,16 @@ export type EventHandler<Desc extends DescMessage, Tx> = (
   ctx: HandlerContext<Tx>,
 ) => Promise<void>;
 
+/** Receives events of one type together, in delivery order (so each aggregate's in sequence). */
+export type BatchEventHandler<Desc extends DescMessage, Tx> = (
+  events: DecodedEvent<Desc>[],
+  ctx: { tx: Tx },
+) => Promise<void>;
+
 interface Entry<Tx> {
   schema: DescMessage;
   handle: EventHandler<DescMessage, Tx>;
+  handleBatch?: BatchEventHandler<DescMessage, Tx>;
 }
 
 /** Typed handler table: `eventHandlers<Tx>().on(OrderPlacedSchema, async (e, ctx) => …)`. */
@@ -76,6 +83,22 @@ export class EventHandlers<Tx> {
     this.entries.set(schema.typeName, {
       schema,
       handle: handle as unknown as EventHandler<DescMessage, Tx>,
+    });
+    return this;
+  }
+
+  /**
+   * A set-based handler: when a transaction's events are all of this type it
+   * gets them in one call (one multi-row statement instead of one per event,
+   * e.g. for projections); otherwise, and when a batch is retried event by
+   * event after a failure, it is called with one event at a time.
+   */
+  onBatch<Desc extends DescMessage>(schema: Desc, handleBatch: BatchEventHandler<Desc, Tx>): this {
+    const batch = handleBatch as unknown as BatchEventHandler<DescMessage, Tx>;
+    this.entries.set(schema.typeName, {
+      schema,
+      handle: (event, ctx) => batch([event], { tx: ctx.tx }),
+      handleBatch: batch,
     });
     return this;
   }
@@ -494,12 +517,27 @@ export function createEventConsumer<Tx extends SqlExecutor>(
         );
         const claimed = new Set(rows.map((row) => row.event_id));
         const ran = new Set<string>();
-        const lanes = new Map<string, Work[]>();
+        const runnable: Work[] = [];
         for (const work of batch) {
           const id = work.event.eventId;
           // The same event twice in one batch (a replay next to the original) runs once.
           if (!claimed.has(id) || ran.has(id)) continue;
           ran.add(id);
+          runnable.push(work);
+        }
+        const batchEntry = runnable[0]?.entry;
+        if (batchEntry?.handleBatch && runnable.every((work) => work.entry === batchEntry)) {
+          // The first event's trace context stands for the whole call.
+          await context.with(runnable[0]!.ctx, () =>
+            batchEntry.handleBatch!(
+              runnable.map((work) => work.event),
+              { tx },
+            ),
+          );
+          return ran;
+        }
+        const lanes = new Map<string, Work[]>();
+        for (const work of runnable) {
           const lane = parallelAggregates ? work.aggregateKey : "";
           const queue = lanes.get(lane);
           if (queue) queue.push(work);

@@ -4,6 +4,7 @@
  * idempotent consumers with dead letters.
  */
 export {
+  type BatchEventHandler,
   type ConsumerOptions,
   consumerConfig,
   createEventConsumer,
