@@ -24,7 +24,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
@@ -46,6 +45,7 @@ import {
 } from "../gen/commerce/catalog/v1/catalog_service_pb.js";
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER } from "../platform/auth/auth-config.js";
 import { ACCESS_TOKEN_TYPE } from "../platform/auth/token-verifier.js";
+import { procCpuMicros } from "./proc-cpu.js";
 
 const { values } = parseArgs({
   options: {
@@ -84,11 +84,7 @@ interface Result {
   cache?: { rpcs: number; hits: number; misses: number };
 }
 
-/** utime + stime of a process in ms (Linux /proc; 10 ms resolution). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
+const cpuMs = (pid: number) => procCpuMicros(pid) / 1000;
 
 const servers = new Map<string, number>();
 

@@ -4,22 +4,9 @@
  * /proc so another workload on a shared machine does not count.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import type { Sql } from "postgres";
-
-const CLK_TCK = 100;
-
-/** utime + stime of a process in µs, 0 if it is gone. */
-function procCpuMicros(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
-  } catch {
-    return 0;
-  }
-}
+import { procCpuMicros } from "./proc-cpu.js";
 
 function natsServerPid(): number | undefined {
   try {

@@ -24,14 +24,14 @@ import { headers as natsHeaders } from "@nats-io/nats-core";
 import { Registry } from "prom-client";
 import { v7 as uuidv7 } from "uuid";
 import { createDatabase, migrateDatabase } from "../platform/db/postgres.js";
-import { createEventConsumer, postgresTransactions } from "../platform/events/consumer.js";
+import type { createEventConsumer } from "../platform/events/consumer.js";
 import { silentLogger, stderrLogger } from "../platform/events/logger.js";
 import { connectNats } from "../platform/events/nats.js";
 import { appendEvents } from "../platform/events/outbox.js";
 import { createOutboxRelay } from "../platform/events/relay.js";
 import { deadLetterStream, domainStream, provisionStreams } from "../platform/events/streams.js";
 import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/harness.js";
-import { type BenchHandlerKind, benchHandlers } from "./events-bench-handlers.js";
+import { type BenchHandlerKind, createBenchConsumer } from "./events-bench-consumer.js";
 import type { ConsumerProcessConfig } from "./events-consumer-process.js";
 import { cpuMeter } from "./events-cpu.js";
 
@@ -203,33 +203,26 @@ async function main() {
       batchSize: 1_000,
       pollIntervalMs: POLL_MS,
     });
-    const consumerName = `bench_${id}`;
+    const consumerConfig = {
+      stream: stream.name,
+      name: `bench_${id}`,
+      dlqPrefix: dlq.subjectPrefix,
+      concurrency: CONCURRENCY,
+      batchSize: CONSUMER_BATCH,
+      parallelAggregates: PARALLEL,
+      handler: HANDLER,
+    };
     const consumer = CONSUMER_PROCESS
       ? await consumerProcess({
+          ...consumerConfig,
           databaseUrl: DATABASE_URL,
           natsUrl: NATS_URL,
           schema,
-          stream: stream.name,
-          name: consumerName,
-          dlqPrefix: dlq.subjectPrefix,
-          concurrency: CONCURRENCY,
-          batchSize: CONSUMER_BATCH,
-          parallelAggregates: PARALLEL,
-          handler: HANDLER,
         })
       : inProcess(
-          createEventConsumer({
+          createBenchConsumer(consumerConfig, {
             nc: consumerNc,
-            stream: stream.name,
-            name: consumerName,
-            transaction: postgresTransactions(consumerDb.sql),
-            handlers: benchHandlers(HANDLER),
-            concurrency: CONCURRENCY,
-            batchSize: CONSUMER_BATCH,
-            maxAckPending: 10_000,
-            parallelAggregates: PARALLEL,
-            deadLetters: { subjectPrefix: dlq.subjectPrefix },
-            metricsRegistry: new Registry(),
+            sql: consumerDb.sql,
             logger: process.env.DEBUG ? stderrLogger : silentLogger,
           }),
         );

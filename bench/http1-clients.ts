@@ -11,7 +11,6 @@
  *   npx tsx bench/http1-clients.ts [--calls 30000]
  */
 import { fork } from "node:child_process";
-import { readFileSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -21,6 +20,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { Pool } from "undici";
 import { EchoResponseSchema, ProbeService } from "../gen/platform/testing/v1/probe_pb.js";
 import { createConnectHttp1Transport } from "../platform/clients/connect-http1-transport.js";
+import { procCpuMicros } from "./proc-cpu.js";
 
 const IN_FLIGHT = 50;
 const answer = Buffer.from(
@@ -61,10 +61,7 @@ if (process.argv[2] === "serve") {
   const ports = await new Promise<{ h1: number; h2: number }>((resolve) =>
     child.once("message", (m) => resolve(m as { h1: number; h2: number })),
   );
-  const serverCpuMicros = () => {
-    const fields = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10_000;
-  };
+  const serverCpuMicros = () => procCpuMicros(child.pid!);
   const body = Buffer.alloc(40, 7);
   const h1Url = `http://127.0.0.1:${ports.h1}`;
 

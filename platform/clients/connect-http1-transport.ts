@@ -288,10 +288,11 @@ export function createConnectHttp1Transport(
         settled = true;
         if (timer !== undefined) clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
-        // Given up while the answer is still due (timeout, abort): see abandonGraceMs.
-        if (error) carrier?.abandon(pending);
-        if (error) reject(error);
-        else resolve(parsed!);
+        if (error) {
+          // Given up while the answer may still be due (timeout, abort): see abandonGraceMs.
+          carrier?.abandon(pending);
+          reject(error);
+        } else resolve(parsed!);
       };
       const onAbort = () => finish(new ConnectError("operation was aborted", Code.Canceled));
       if (signal) {

@@ -15,6 +15,7 @@ import { type NatsConnection, nanos } from "@nats-io/nats-core";
 import { type Context, context, type Span, type Tracer } from "@opentelemetry/api";
 import type { Sql, TransactionSql } from "postgres";
 import type { Registry as MetricsRegistry } from "prom-client";
+import { plainArray } from "../db/pg-array.js";
 import { type DeadLetterReason, deadLetterSubject, publishDeadLetter } from "./dead-letters.js";
 import { MalformedEventError, UnknownEventTypeError } from "./errors.js";
 import { type EventLogger, stderrLogger } from "./logger.js";
@@ -513,7 +514,7 @@ export function createEventConsumer<Tx extends SqlExecutor>(
           `insert into inbox (consumer, event_id)
            select $1, unnest($2::uuid[])
            on conflict do nothing returning event_id::text as event_id`,
-          [name, `{${batch.map((w) => w.event.eventId).join(",")}}`],
+          [name, plainArray(batch.map((w) => w.event.eventId))],
         );
         const claimed = new Set(rows.map((row) => row.event_id));
         const ran = new Set<string>();

@@ -2,6 +2,7 @@ import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core"
 import type { Tracer } from "@opentelemetry/api";
 import type { Sql, TransactionSql } from "postgres";
 import type { Registry } from "prom-client";
+import { plainArray } from "../db/pg-array.js";
 import { type EventLogger, stderrLogger } from "./logger.js";
 import { EventHeader } from "./message-format.js";
 import { relayMetrics } from "./metrics.js";
@@ -107,10 +108,6 @@ select c.position::text as position, c.event_id::text as event_id, c.subject, c.
        ) as blocked
 from candidates c
 order by c.position`;
-
-function pgArray(values: readonly string[]): string {
-  return `{${values.join(",")}}`;
-}
 
 export function createOutboxRelay(options: RelayOptions): OutboxRelay {
   const {
@@ -254,7 +251,7 @@ export function createOutboxRelay(options: RelayOptions): OutboxRelay {
       await tx.unsafe(
         `update outbox set sent_at = now(), publish_attempts = publish_attempts + 1, last_error = null
          where position = any($1::bigint[])`,
-        [pgArray(sent.map((row) => row.position))],
+        [plainArray(sent.map((row) => row.position))],
       );
     }
     for (const failure of failures) {

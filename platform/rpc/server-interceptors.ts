@@ -2,7 +2,7 @@ import { Code, type ConnectError, type Interceptor } from "@connectrpc/connect";
 import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import { toConnectError } from "../errors/to-connect-error.js";
-import type { Metrics } from "../telemetry/metrics.js";
+import { type Metrics, perKey } from "../telemetry/metrics.js";
 import { runWithCallContext } from "./call-context.js";
 import { parseGrpcTimeout } from "./grpc-timeout.js";
 
@@ -23,32 +23,21 @@ const headerGetter = {
  */
 export function createServerInterceptor(deps: { logger: Logger; metrics: Metrics }): Interceptor {
   const { logger, metrics } = deps;
-  // Label children resolved once per method and code: a labelled observe/inc
-  // hashes its label object on every call.
-  const children = new Map<
-    string,
-    {
-      duration: ReturnType<Metrics["rpcDuration"]["labels"]>;
-      total: ReturnType<Metrics["rpcTotal"]["labels"]>;
-    }
-  >();
-  const metricsFor = (service: string, method: string, code: Code | 0) => {
-    const key = `${service}/${method}/${code}`;
-    let child = children.get(key);
-    if (child === undefined) {
+  // Label children resolved once per method and code.
+  const metricsFor = perKey(
+    (service: string, method: string, code: Code | 0) => `${service}/${method}/${code}`,
+    (service, method, code) => {
       const labels = {
         rpc_service: service,
         rpc_method: method,
         rpc_grpc_status_code: String(code),
       };
-      child = {
+      return {
         duration: metrics.rpcDuration.labels(labels),
         total: metrics.rpcTotal.labels(labels),
       };
-      children.set(key, child);
-    }
-    return child;
-  };
+    },
+  );
   return (next) => async (req) => {
     const started = performance.now();
     const timeoutMs = readTimeoutMs(req.header);

@@ -1,8 +1,14 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type DescService, fromBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { runUnaryCall, toFetchHeaders, type UnaryRoute, unaryRoutes } from "./unary-call.js";
+import {
+  runUnaryCall,
+  toFetchHeaders,
+  type UnaryFastPathOptions,
+  type UnaryRoute,
+  unaryRoutes,
+} from "./unary-call.js";
 
 /**
  * Unary Connect with binary messages (`application/proto`) over HTTP/1.1,
@@ -17,19 +23,12 @@ import { runUnaryCall, toFetchHeaders, type UnaryRoute, unaryRoutes } from "./un
  * Everything else — JSON, GET requests, compression, streaming — goes to
  * connect-node, and handlers and interceptors are the same on both paths.
  */
-export interface ConnectFastPathOptions {
-  services: { service: DescService; impl: Partial<ServiceImpl<DescService>> }[];
-  interceptors: Interceptor[];
-  readMaxBytes: number;
-  writeMaxBytes: number;
-  shutdownSignal: AbortSignal;
-}
 
 export type ConnectFastPathHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 const ERROR_HEADERS = { "content-type": "application/json" } as const;
 
-export function createConnectFastPath(options: ConnectFastPathOptions): ConnectFastPathHandler {
+export function createConnectFastPath(options: UnaryFastPathOptions): ConnectFastPathHandler {
   const routes = unaryRoutes(options.services);
   /** Returns false when the request is not for this path (caller falls back). */
   return function handle(req, res) {
@@ -68,7 +67,7 @@ function serve(
   req: IncomingMessage,
   res: ServerResponse,
   route: UnaryRoute,
-  options: ConnectFastPathOptions,
+  options: UnaryFastPathOptions,
 ): void {
   let finished = false;
   const fail = (error: ConnectError) => {
@@ -131,7 +130,7 @@ async function run(
   res: ServerResponse,
   route: UnaryRoute,
   input: unknown,
-  options: ConnectFastPathOptions,
+  options: UnaryFastPathOptions,
   fail: (error: ConnectError) => void,
   markFinished: () => void,
 ): Promise<void> {

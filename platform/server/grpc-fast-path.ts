@@ -1,9 +1,15 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
-import { type DescService, fromBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { parseGrpcTimeout } from "../rpc/grpc-timeout.js";
-import { runUnaryCall, toFetchHeaders, type UnaryRoute, unaryRoutes } from "./unary-call.js";
+import {
+  runUnaryCall,
+  toFetchHeaders,
+  type UnaryFastPathOptions,
+  type UnaryRoute,
+  unaryRoutes,
+} from "./unary-call.js";
 
 /**
  * Unary gRPC over HTTP/2 without the generic Connect pipeline.
@@ -17,17 +23,10 @@ import { runUnaryCall, toFetchHeaders, type UnaryRoute, unaryRoutes } from "./un
  * interceptors are the same on both paths, so behaviour does not depend on
  * which path served a call.
  */
-export interface FastPathOptions {
-  services: { service: DescService; impl: Partial<ServiceImpl<DescService>> }[];
-  interceptors: Interceptor[];
-  readMaxBytes: number;
-  writeMaxBytes: number;
-  shutdownSignal: AbortSignal;
-}
 
 export type FastPathHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
 
-export function createGrpcFastPath(options: FastPathOptions): FastPathHandler {
+export function createGrpcFastPath(options: UnaryFastPathOptions): FastPathHandler {
   const routes = unaryRoutes(options.services);
 
   /** Returns false when the call is not for this path (caller falls back). */
@@ -51,7 +50,7 @@ function serve(
   headers: IncomingHttpHeaders,
   route: UnaryRoute,
   path: string,
-  options: FastPathOptions,
+  options: UnaryFastPathOptions,
 ): void {
   const chunks: Buffer[] = [];
   let received = 0;
@@ -142,7 +141,7 @@ async function run(
   route: UnaryRoute,
   path: string,
   input: unknown,
-  options: FastPathOptions,
+  options: UnaryFastPathOptions,
   fail: (error: ConnectError) => void,
   markFinished: () => void,
 ): Promise<void> {

@@ -135,16 +135,16 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     },
   });
 
+  // The fast paths run the same interceptors and handlers as connect-node.
+  const fastPathOptions = {
+    services: allServices,
+    interceptors,
+    readMaxBytes: limits.maxMessageBytes,
+    writeMaxBytes: limits.maxMessageBytes,
+    shutdownSignal: shutdown.signal,
+  };
   const connectFastPath =
-    options.connectFastPath === false
-      ? () => false
-      : createConnectFastPath({
-          services: allServices,
-          interceptors,
-          readMaxBytes: limits.maxMessageBytes,
-          writeMaxBytes: limits.maxMessageBytes,
-          shutdownSignal: shutdown.signal,
-        });
+    options.connectFastPath === false ? () => false : createConnectFastPath(fastPathOptions);
 
   let inFlight = 0;
   const track = (done: { once(event: "close", fn: () => void): unknown }) => {
@@ -213,15 +213,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     maxSessionMemory: 32,
   });
   const fastPath =
-    options.grpcFastPath === false
-      ? () => false
-      : createGrpcFastPath({
-          services: allServices,
-          interceptors,
-          readMaxBytes: limits.maxMessageBytes,
-          writeMaxBytes: limits.maxMessageBytes,
-          shutdownSignal: shutdown.signal,
-        });
+    options.grpcFastPath === false ? () => false : createGrpcFastPath(fastPathOptions);
   h2.on("stream", (stream, headers, flags, rawHeaders) => {
     track(stream);
     capDeadlineHeaders(headers, {

@@ -38,6 +38,15 @@ export function unaryRoutes(
   return routes;
 }
 
+/** What both unary fast paths are built from. */
+export interface UnaryFastPathOptions {
+  services: { service: DescService; impl: Partial<ServiceImpl<DescService>> }[];
+  interceptors: Interceptor[];
+  readMaxBytes: number;
+  writeMaxBytes: number;
+  shutdownSignal: AbortSignal;
+}
+
 export interface UnaryCall {
   route: UnaryRoute;
   path: string;

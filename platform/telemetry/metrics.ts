@@ -29,3 +29,23 @@ export function createMetrics(service: string, options: { defaults?: boolean } =
     }),
   };
 }
+
+/**
+ * A value made once per key, e.g. the label child of a hot metric: a labelled
+ * `inc`/`observe` hashes its label object on every call, a child does not.
+ */
+export function perKey<A extends unknown[], V>(
+  keyOf: (...args: A) => string,
+  make: (...args: A) => V,
+): (...args: A) => V {
+  const made = new Map<string, V>();
+  return (...args) => {
+    const key = keyOf(...args);
+    let value = made.get(key);
+    if (value === undefined) {
+      value = make(...args);
+      made.set(key, value);
+    }
+    return value;
+  };
+}

@@ -7,6 +7,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { Histogram, type Registry } from "prom-client";
 import type { TokenVerifier } from "../../platform/auth/token-verifier.js";
+import { perKey } from "../../platform/telemetry/metrics.js";
 import { generateOpenApi } from "../../platform/transcoder/openapi.js";
 import { HttpError, statusJson } from "../../platform/transcoder/status.js";
 import { createTranscoder, type Transcoder } from "../../platform/transcoder/transcoder.js";
@@ -77,17 +78,11 @@ export function createEdge(deps: EdgeDeps): Edge {
     registers: [deps.registry],
   });
 
-  // Label children resolved once: a labelled observe hashes its labels per call.
-  const durations = new Map<string, ReturnType<typeof duration.labels>>();
-  const durationFor = (kind: string, status: number) => {
-    const key = `${kind}:${Math.floor(status / 100)}`;
-    let child = durations.get(key);
-    if (child === undefined) {
-      child = duration.labels({ kind, status_class: `${Math.floor(status / 100)}xx` });
-      durations.set(key, child);
-    }
-    return child;
-  };
+  // Label children resolved once (see perKey).
+  const durationFor = perKey(
+    (kind: string, status: number) => `${kind}:${Math.floor(status / 100)}`,
+    (kind, status) => duration.labels({ kind, status_class: `${Math.floor(status / 100)}xx` }),
+  );
 
   const transcoder = createTranscoder({
     services: deps.services,

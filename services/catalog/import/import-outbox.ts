@@ -1,6 +1,7 @@
 import { toBinary } from "@bufbuild/protobuf";
 import { context, propagation } from "@opentelemetry/api";
 import type { TransactionSql } from "postgres";
+import { plainArray, textArray } from "../../../platform/db/pg-array.js";
 import { EventTooLargeError, InvalidEventError } from "../../../platform/events/errors.js";
 import {
   defaultEventName,
@@ -9,7 +10,6 @@ import {
   isSubjectToken,
 } from "../../../platform/events/message-format.js";
 import { DEFAULT_MAX_EVENT_BYTES, type OutboxEvent } from "../../../platform/events/outbox.js";
-import { plainArray, textArray } from "./pg-array.js";
 import { uuidV7 } from "./uuid-v7.js";
 
 /*
@@ -22,7 +22,7 @@ import { uuidV7 } from "./uuid-v7.js";
  * prepared a new statement per batch; these are prepared once per
  * connection. The payloads travel as one bytea sliced by offset: a bytea[]
  * costs the client a hex string and an array-escaping pass per event; the
- * other arrays as literals (pg-array.ts).
+ * other arrays as literals (platform/db/pg-array.ts).
  *
  * Array parameters are declared as text[] where drizzle's postgres-js driver
  * replaces the client serializer of the element type with a pass-through

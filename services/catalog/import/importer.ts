@@ -1,6 +1,7 @@
 import { createWriteStream, type WriteStream } from "node:fs";
 import type { Sql, TransactionSql } from "postgres";
 import { StockAdjustmentReason } from "../../../gen/commerce/catalog/v1/stock_pb.js";
+import { plainArray, textArray } from "../../../platform/db/pg-array.js";
 import type { OutboxEvent } from "../../../platform/events/outbox.js";
 import type { CatalogEvents } from "../events/catalog-events.js";
 import { toStock } from "../inventory/reservation-row.js";
@@ -11,7 +12,6 @@ import { fieldsOf } from "../products/product-store.js";
 import { type FeedFormat, type FeedRow, openFeed } from "./feed-reader.js";
 import { type ImportRow, normaliseRow } from "./feed-row.js";
 import { appendImportEvents } from "./import-outbox.js";
-import { plainArray, textArray } from "./pg-array.js";
 import { uuidV7 } from "./uuid-v7.js";
 
 export interface ImportReport {
@@ -217,7 +217,7 @@ const RECORD = `jsonb_to_recordset($1::text::jsonb) as u(id uuid, sku text, name
   price_minor int8, currency text, category_id uuid, attributes jsonb, active bool, on_hand int8)`;
 
 // New products, their stock rows and the ledger rows of their opening stock
-// in one fixed statement over parallel arrays (array literals, pg-array.ts):
+// in one fixed statement over parallel arrays (array literals, platform/db/pg-array.ts):
 // prepared once per connection, nothing returned but counts and now() (the
 // rows are what was sent; their timestamps are the transaction start).
 const INSERT_NEW = `

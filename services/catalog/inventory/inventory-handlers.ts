@@ -6,6 +6,7 @@ import {
   ReleaseReservationResponseSchema,
 } from "../../../gen/commerce/catalog/v1/inventory_service_pb.js";
 import { StockAdjustmentReason, StockSchema } from "../../../gen/commerce/catalog/v1/stock_pb.js";
+import { plainArray } from "../../../platform/db/pg-array.js";
 import { FailedPreconditionError, NotFoundError } from "../../../platform/errors/domain-errors.js";
 import type { OutboxEvent } from "../../../platform/events/outbox.js";
 import { checkText, requireUuid, Violations } from "../domain/validation.js";
@@ -79,8 +80,8 @@ async function ledger(
       deltas.reserved,
       reason,
       orderId,
-      `{${items.map((i) => i.productId).join(",")}}`,
-      `{${items.map((i) => i.quantity).join(",")}}`,
+      plainArray(items.map((i) => i.productId)),
+      plainArray(items.map((i) => i.quantity)),
     ] as never[],
   );
 }
@@ -191,8 +192,8 @@ export function createInventoryHandlers(deps: InventoryDeps): ServiceImpl<typeof
            select $1::uuid, u.product_id, u.quantity from unnest($2::uuid[], $3::int8[]) as u(product_id, quantity)`,
           [
             orderId,
-            `{${items.map((i) => i.productId).join(",")}}`,
-            `{${items.map((i) => i.quantity).join(",")}}`,
+            plainArray(items.map((i) => i.productId)),
+            plainArray(items.map((i) => i.quantity)),
           ],
         );
         await ledger(tx, "reserve", orderId, items, { onHand: 0, reserved: 1 }, null);

@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
 import { Counter, type Registry } from "prom-client";
+import { plainArray } from "../../../platform/db/pg-array.js";
 import { createPeriodicTask } from "../../../platform/service/periodic-task.js";
 import type { BackgroundTask } from "../../../platform/service/run-service.js";
 import type { CatalogEvents } from "../events/catalog-events.js";
@@ -60,7 +61,7 @@ export function createReservationSweeper(options: SweeperOptions): ReservationSw
         await tx`update stock set reserved = reserved - ${quantity}, updated_at = now()
                  where product_id = ${productId}::uuid`;
       }
-      const orderIds = `{${rows.map((r) => r.order_id).join(",")}}`;
+      const orderIds = plainArray(rows.map((r) => r.order_id));
       await tx`update reservations set state = 'expired', ended_at = now(), end_reason = 'expired'
                where order_id = any(${orderIds}::uuid[])`;
       const ledgerItems: (Item & { orderId: string })[] = perOrder.flatMap(({ row, items }) =>
@@ -71,9 +72,9 @@ export function createReservationSweeper(options: SweeperOptions): ReservationSw
          select u.product_id, 'expire', -u.quantity, 'expired', u.order_id
          from unnest($1::uuid[], $2::int8[], $3::uuid[]) as u(product_id, quantity, order_id)`,
         [
-          `{${ledgerItems.map((i) => i.productId).join(",")}}`,
-          `{${ledgerItems.map((i) => i.quantity).join(",")}}`,
-          `{${ledgerItems.map((i) => i.orderId).join(",")}}`,
+          plainArray(ledgerItems.map((i) => i.productId)),
+          plainArray(ledgerItems.map((i) => i.quantity)),
+          plainArray(ledgerItems.map((i) => i.orderId)),
         ],
       );
       await events.append(

@@ -1,6 +1,6 @@
 /**
- * Postgres array literals for the import's set-based statements, sent as
- * one text parameter each and cast in SQL (`$1::text[]`). postgres.js
+ * Postgres array literals for set-based statements (`unnest`, `= any`), sent
+ * as one text parameter each and cast in SQL (`$1::text[]`). postgres.js
  * serializes a JS array element by element (a serializer call, two escape
  * passes, a closure per element): ~1.7 s of client CPU over the ~2.5M
  * array elements of a 100k-row import. Values without `"` or `\` (all ids,

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { createDatabase } from "../../../platform/db/postgres.js";
-import { TEST_DATABASE_URL } from "../../../platform/testing/service-harness.js";
+import { TEST_DATABASE_URL } from "../testing/service-harness.js";
 import { plainArray, textArray } from "./pg-array.js";
+import { createDatabase } from "./postgres.js";
 
 const db = createDatabase({ url: TEST_DATABASE_URL, schema: "public", maxConnections: 1 });
 afterAll(async () => {
