@@ -20,7 +20,11 @@
  * Redis EVALSHA per request) with limits above the load. The baselines answer
  * the JSON the edge answers, byte for byte (checked before measuring).
  *
- *   npx tsx bench/edge-rest.ts [--seconds 10] [--warmup 2] [--connections 50]
+ *   npx tsx bench/edge-rest.ts [--seconds 10] [--warmup 2] [--connections 50] [--only rest]
+ *
+ * `--only rest` runs just the REST-via-edge scenario after the baselines'
+ * servers started (for profiling one path: NODE_OPTIONS=--perf-basic-prof
+ * reaches every child).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
@@ -52,6 +56,7 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "10" },
     warmup: { type: "string", default: "2" },
     connections: { type: "string", default: "50" },
+    only: { type: "string" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -427,6 +432,27 @@ async function main() {
   // CPU is read around the whole run (warm-up included) and divided by the
   // requests of the whole run, estimated from the measured rate.
   const withWarmup = (r: Result) => r.rps * (SECONDS + WARMUP);
+  const viaEdge = ["edge", "catalog"];
+  const restViaEdge = () =>
+    withCache(catalogUrl, () =>
+      withCpu(
+        () =>
+          cannon("REST GET via edge → catalog", {
+            url: `http://127.0.0.1:${edgePort}/v1/products/${productId}`,
+          }),
+        withWarmup,
+        viaEdge,
+      ),
+    );
+  if (values.only === "rest") {
+    const r = await restViaEdge();
+    const cpu = Object.entries(r.cpu ?? {}).map(([who, us]) => `${who} ${us.toFixed(0)}`);
+    log(
+      `${r.name}: ${r.rps.toFixed(0)} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms, ${r.errors} errors, CPU µs/request ${cpu.join(", ")}`,
+    );
+    redis.disconnect();
+    return;
+  }
   const results: Result[] = [];
   results.push(
     await withCpu(
@@ -455,19 +481,7 @@ async function main() {
       ["node"],
     ),
   );
-  const viaEdge = ["edge", "catalog"];
-  results.push(
-    await withCache(catalogUrl, () =>
-      withCpu(
-        () =>
-          cannon("REST GET via edge → catalog", {
-            url: `http://127.0.0.1:${edgePort}/v1/products/${productId}`,
-          }),
-        withWarmup,
-        viaEdge,
-      ),
-    ),
-  );
+  results.push(await restViaEdge());
   results.push(
     await withCache(catalogUrl, () =>
       withCpu(

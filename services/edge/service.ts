@@ -69,6 +69,8 @@ export function createEdgeDefinition(options: EdgeOptions = {}): ServiceDefiniti
           transport = createConnectHttp1Transport({
             baseUrl,
             maxMessageBytes: limits.maxMessageBytes,
+            connections: config.upstreamConnections,
+            maxPipeline: config.upstreamPipeline,
             fallback: createGrpcTransport({
               baseUrl,
               readMaxBytes: limits.maxMessageBytes,
