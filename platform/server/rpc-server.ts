@@ -13,6 +13,7 @@ import type { ReadinessMonitor } from "../health/readiness.js";
 import { createServerInterceptor } from "../rpc/server-interceptors.js";
 import type { Metrics } from "../telemetry/metrics.js";
 import { createConnectFastPath } from "./connect-fast-path.js";
+import { createPipelinedConnectServer } from "./connect-pipelined-connection.js";
 import { capDeadlineHeaders } from "./deadline-headers.js";
 import { createGrpcFastPath } from "./grpc-fast-path.js";
 import { createReflectionService } from "./reflection-service.js";
@@ -88,6 +89,7 @@ export interface RpcServer {
 }
 
 const HTTP2_PREFACE_START = Buffer.from("PRI * HTTP/2.0");
+const KEEP_ALIVE_MS = 65_000;
 
 /**
  * One plaintext port for HTTP/1.1 (curl, browsers, Connect, gRPC-Web) and h2c
@@ -197,7 +199,35 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       handleRequest(req, res as unknown as MinimalResponse);
     },
   );
-  http1.keepAliveTimeout = 65_000;
+  http1.keepAliveTimeout = KEEP_ALIVE_MS;
+  const toHttp1 = (socket: net.Socket, unread: Buffer | undefined) => {
+    if (unread) socket.unshift(unread);
+    http1.emit("connection", socket);
+    socket.resume();
+  };
+  // Connections whose first request is unary binary Connect are served off
+  // the socket until a request of any other kind arrives. Not behind an extra
+  // front door (the edge): its hook must see every request first.
+  const pipelined =
+    options.connectFastPath === false || options.httpHandler
+      ? undefined
+      : createPipelinedConnectServer({
+          ...fastPathOptions,
+          maxHeaderBytes: limits.maxHeaderBytes,
+          keepAliveMs: KEEP_ALIVE_MS,
+          capDeadline: (headers) =>
+            capDeadlineHeaders(headers, {
+              maxMs: limits.maxDeadlineMs,
+              defaultMs: limits.defaultDeadlineMs,
+            }),
+          callStarted: () => {
+            inFlight++;
+          },
+          callEnded: () => {
+            inFlight--;
+          },
+          handOver: toHttp1,
+        });
   const upgradeHandler = options.upgradeHandler;
   if (upgradeHandler) http1.on("upgrade", (req, socket, head) => upgradeHandler(req, socket, head));
 
@@ -237,16 +267,16 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
     socket.once("data", (chunk: Buffer) => {
-      socket.pause();
-      socket.unshift(chunk);
       const isHttp2 = chunk.subarray(0, HTTP2_PREFACE_START.length).equals(HTTP2_PREFACE_START);
       if (isHttp2) {
+        socket.pause();
+        socket.unshift(chunk);
         // The http2 session replays socket.read() on the next tick; resuming
         // here would drain the preface into nowhere.
         h2.emit("connection", socket);
-      } else {
-        http1.emit("connection", socket);
-        socket.resume();
+      } else if (!pipelined?.accept(socket, chunk)) {
+        socket.pause();
+        toHttp1(socket, chunk);
       }
     });
   });
@@ -273,6 +303,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
       listener.close();
       for (const session of sessions) session.close();
       http1.closeIdleConnections();
+      pipelined?.drain();
       const deadline = Date.now() + limits.shutdownGraceMs;
       while (inFlight > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 20));
