@@ -8,6 +8,8 @@
  *   5. Connect unary JSON (HTTP/1.1) → edge pass-through → catalog
  *   6. gRPC (HTTP/2) → edge pass-through → catalog
  *   7. gRPC (HTTP/2) straight to the catalog (what the edge adds on top)
+ *   8. the edge's own hop straight to the catalog: unary binary Connect over
+ *      HTTP/1.1 with the edge's client (2 connections × 32 pipelined)
  *
  * HTTP/1.1 loads: autocannon, 50 connections. HTTP/2 loads: a raw node:http2
  * gRPC driver with 50 calls in flight over 2 connections. Every server runs in
@@ -23,8 +25,8 @@
  *   npx tsx bench/edge-rest.ts [--seconds 10] [--warmup 2] [--connections 50] [--only rest]
  *
  * `--only rest` runs just the REST-via-edge scenario after the baselines'
- * servers started (for profiling one path: NODE_OPTIONS=--perf-basic-prof
- * reaches every child).
+ * servers started, `--only catalog` just scenario 8 (for profiling or
+ * comparing one path; NODE_OPTIONS reaches every child).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
@@ -35,7 +37,7 @@ import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect as connectNats } from "@nats-io/transport-node";
 import autocannon from "autocannon";
@@ -49,6 +51,7 @@ import {
 } from "../gen/commerce/catalog/v1/catalog_service_pb.js";
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER } from "../platform/auth/auth-config.js";
 import { ACCESS_TOKEN_TYPE } from "../platform/auth/token-verifier.js";
+import { createConnectHttp1Transport } from "../platform/clients/connect-http1-transport.js";
 import { procCpuMicros } from "./proc-cpu.js";
 
 const { values } = parseArgs({
@@ -342,6 +345,48 @@ async function grpcLoad(name: string, port: number, productId: string): Promise<
   }
 }
 
+/** Closed loop over the edge's own upstream client: CONNECTIONS calls in flight. */
+async function connectHop(name: string, url: string, productId: string): Promise<Result> {
+  const transport = createConnectHttp1Transport({
+    baseUrl: url,
+    maxMessageBytes: 4 * 1024 * 1024,
+    connections: 2,
+    maxPipeline: 32,
+    fallback: createConnectTransport({ baseUrl: url, httpVersion: "1.1" }),
+  });
+  const client = createClient(CatalogService, transport);
+  const drive = async (seconds: number) => {
+    const latencies: number[] = [];
+    let errors = 0;
+    const deadline = performance.now() + seconds * 1000;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: CONNECTIONS }, async () => {
+        while (performance.now() < deadline) {
+          const t0 = performance.now();
+          try {
+            await client.getProduct({ id: productId }, { timeoutMs: 5_000 });
+          } catch {
+            errors++;
+          }
+          latencies.push(performance.now() - t0);
+        }
+      }),
+    );
+    const elapsed = (performance.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    const pick = (p: number) =>
+      latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!;
+    return { name, rps: latencies.length / elapsed, p50: pick(0.5), p99: pick(0.99), errors };
+  };
+  try {
+    if (WARMUP > 0) await drive(WARMUP);
+    return await drive(SECONDS);
+  } finally {
+    transport.close();
+  }
+}
+
 async function main() {
   log(`edge-rest bench ${runId}: load average at start ${load()}`);
   const redis = new Redis(REDIS_URL);
@@ -444,6 +489,22 @@ async function main() {
         viaEdge,
       ),
     );
+  const catalogHop = () =>
+    withCache(catalogUrl, () =>
+      withCpu(
+        () => connectHop("Connect binary (h1) direct to catalog", catalogUrl, productId),
+        withWarmup,
+        ["catalog"],
+      ),
+    );
+  if (values.only === "catalog") {
+    const r = await catalogHop();
+    log(
+      `${r.name}: ${r.rps.toFixed(0)} calls/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ${r.errors} errors, catalog CPU ${r.cpu?.catalog?.toFixed(1)} µs/call`,
+    );
+    redis.disconnect();
+    return;
+  }
   if (values.only === "rest") {
     const r = await restViaEdge();
     const cpu = Object.entries(r.cpu ?? {}).map(([who, us]) => `${who} ${us.toFixed(0)}`);
@@ -509,6 +570,8 @@ async function main() {
       ]),
     ),
   );
+
+  results.push(await catalogHop());
 
   const raw = results[0]!.rps;
   const single = results[1]!.rps;

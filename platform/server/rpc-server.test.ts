@@ -374,6 +374,42 @@ describe("graceful close", () => {
     await closing;
     grpcJs.close();
   });
+
+  it("cancels the calls still running when the grace period ends, on every path", async () => {
+    const probe = await startProbeServer({ limits: { shutdownGraceMs: 150 } });
+    const grpcJs = createGrpcJsClient(`127.0.0.1:${probe.port}`);
+    const connect = createClient(
+      ProbeService,
+      createConnectTransport({ baseUrl: probe.url, httpVersion: "1.1", useBinaryFormat: true }),
+    );
+    const viaGrpc = grpcUnary(grpcJs, ProbeService.method.echo, { text: "a", delayMs: 5_000 });
+    const viaConnect = failure(connect.echo({ text: "b", delayMs: 5_000 }));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(probe.server.inFlight).toBe(2);
+    const started = Date.now();
+    await probe.server.close();
+    expect(Date.now() - started).toBeLessThan(2_000);
+    await expect(viaGrpc).rejects.toThrow();
+    const error = await viaConnect;
+    expect(error.code).not.toBe(Code.DeadlineExceeded);
+    expect(probe.server.inFlight).toBe(0);
+    // The handlers themselves were stopped (UNAVAILABLE), not left running.
+    const unavailable = async () => {
+      const text = await probe.metrics.registry.getSingleMetricAsString(
+        "rpc_server_requests_total",
+      );
+      const line = text
+        .split("\n")
+        .find((l) => l.includes('rpc_method="Echo"') && l.includes('rpc_grpc_status_code="14"'));
+      return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+    };
+    const deadline = Date.now() + 1_000;
+    while ((await unavailable()) < 2 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(await unavailable()).toBe(2);
+    grpcJs.close();
+  });
 });
 
 describe("grpc.health.v1.Health/Watch", () => {

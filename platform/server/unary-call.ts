@@ -69,6 +69,35 @@ export interface UnaryResult {
   responseTrailer: Headers;
 }
 
+// One listener per shutdown signal instead of one per call: adding and
+// removing an EventTarget listener cost more than a Set entry.
+const shutdownWaiters = new WeakMap<AbortSignal, Set<() => void>>();
+
+function whenAborted(signal: AbortSignal, fn: () => void): () => void {
+  if (signal.aborted) {
+    fn();
+    return () => {};
+  }
+  let waiters = shutdownWaiters.get(signal);
+  if (waiters === undefined) {
+    const set = new Set<() => void>();
+    waiters = set;
+    shutdownWaiters.set(signal, set);
+    signal.addEventListener(
+      "abort",
+      () => {
+        for (const waiter of [...set]) waiter();
+        set.clear();
+      },
+      { once: true },
+    );
+  }
+  waiters.add(fn);
+  return () => {
+    waiters.delete(fn);
+  };
+}
+
 /** Runs the call; resolves with the encoded response, rejects with a ConnectError. */
 export async function runUnaryCall(call: UnaryCall): Promise<UnaryResult> {
   const controller = new AbortController();
@@ -90,8 +119,7 @@ export async function runUnaryCall(call: UnaryCall): Promise<UnaryResult> {
       controller.abort(new ConnectError("server is shutting down", Code.Unavailable));
     }
   };
-  if (call.shutdownSignal.aborted) onShutdown();
-  else call.shutdownSignal.addEventListener("abort", onShutdown, { once: true });
+  const removeShutdown = whenAborted(call.shutdownSignal, onShutdown);
   const deadlineAt = call.timeoutMs === undefined ? undefined : Date.now() + call.timeoutMs;
   const context = {
     method: call.route.method,
@@ -136,19 +164,123 @@ export async function runUnaryCall(call: UnaryCall): Promise<UnaryResult> {
   } finally {
     if (timer !== undefined) clearTimeout(timer);
     removeClientGone();
-    call.shutdownSignal.removeEventListener("abort", onShutdown);
+    removeShutdown();
+  }
+}
+
+type RawHeaders = Record<string, string | string[] | undefined>;
+
+// The DOM typings declare Headers' methods as properties, which a subclass
+// cannot override; at runtime they are ordinary prototype methods.
+interface HeaderMethods {
+  get(name: string): string | null;
+  has(name: string): boolean;
+  set(name: string, value: string): void;
+  append(name: string, value: string): void;
+  delete(name: string): void;
+  getSetCookie(): string[];
+  forEach(callback: (value: string, key: string, parent: Headers) => void, thisArg?: unknown): void;
+  entries(): IterableIterator<[string, string]>;
+  keys(): IterableIterator<string>;
+  values(): IterableIterator<string>;
+  [Symbol.iterator](): IterableIterator<[string, string]>;
+}
+const HeadersBase = Headers as unknown as new () => HeaderMethods;
+
+/**
+ * A request's headers as fetch `Headers`, pseudo-headers left out. Reads go
+ * straight to node's header object (already lower-cased and validated by the
+ * parser); the first write or iteration copies them into the real `Headers`.
+ * Copying every header per call cost more than the few reads interceptors make.
+ */
+class IncomingHeaders extends HeadersBase {
+  #raw: RawHeaders | undefined;
+
+  constructor(raw: RawHeaders) {
+    super();
+    this.#raw = raw;
+  }
+
+  #lookup(name: string): string | string[] | undefined {
+    const key = name.toLowerCase();
+    return key.charCodeAt(0) === 58 /* ":" */ ? undefined : this.#raw![key];
+  }
+
+  #own(): void {
+    const raw = this.#raw;
+    if (raw === undefined) return;
+    this.#raw = undefined;
+    for (const key in raw) {
+      if (key.charCodeAt(0) === 58) continue;
+      const value = raw[key];
+      if (value === undefined) continue;
+      if (Array.isArray(value)) for (const v of value) super.append(key, v);
+      else super.append(key, value);
+    }
+  }
+
+  override get(name: string): string | null {
+    if (this.#raw === undefined) return super.get(name);
+    const value = this.#lookup(name);
+    if (value === undefined) return null;
+    return Array.isArray(value) ? value.join(", ") : value;
+  }
+
+  override has(name: string): boolean {
+    if (this.#raw === undefined) return super.has(name);
+    return this.#lookup(name) !== undefined;
+  }
+
+  override set(name: string, value: string): void {
+    this.#own();
+    super.set(name, value);
+  }
+
+  override append(name: string, value: string): void {
+    this.#own();
+    super.append(name, value);
+  }
+
+  override delete(name: string): void {
+    this.#own();
+    super.delete(name);
+  }
+
+  override getSetCookie(): string[] {
+    this.#own();
+    return super.getSetCookie();
+  }
+
+  override forEach(
+    callback: (value: string, key: string, parent: Headers) => void,
+    thisArg?: unknown,
+  ): void {
+    this.#own();
+    super.forEach(callback, thisArg);
+  }
+
+  override entries(): IterableIterator<[string, string]> {
+    this.#own();
+    return super.entries();
+  }
+
+  override keys(): IterableIterator<string> {
+    this.#own();
+    return super.keys();
+  }
+
+  override values(): IterableIterator<string> {
+    this.#own();
+    return super.values();
+  }
+
+  override [Symbol.iterator](): IterableIterator<[string, string]> {
+    this.#own();
+    return super[Symbol.iterator]();
   }
 }
 
 /** Node's incoming headers as fetch Headers, pseudo-headers left out. */
-export function toFetchHeaders(headers: Record<string, string | string[] | undefined>): Headers {
-  const out = new Headers();
-  for (const key in headers) {
-    if (key.charCodeAt(0) === 58 /* ":" */) continue;
-    const value = headers[key];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) out.append(key, v);
-    else out.set(key, value);
-  }
-  return out;
+export function toFetchHeaders(headers: RawHeaders): Headers {
+  return new IncomingHeaders(headers) as unknown as Headers;
 }

@@ -119,6 +119,9 @@ export async function runService(
         maxRetriesPerRequest: 1,
         enableOfflineQueue: false,
         connectTimeout: 2000,
+        // Commands issued in one tick leave in one write (e.g. the cache reads
+        // of calls that arrived pipelined together).
+        enableAutoPipelining: true,
       })
     : undefined;
   redis?.on("error", (error) => logger.debug({ err: error }, "redis error"));
