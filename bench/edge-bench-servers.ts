@@ -1,20 +1,16 @@
 /**
- * The baseline and edge processes bench/edge-rest.ts measures, one per invocation
- * (the catalog itself runs as services/catalog/main.ts):
+ * The baseline processes bench/edge-rest.ts measures, one per invocation (the
+ * edge and the catalog run from their own entry points, services/<name>/main):
  *
  *   tsx bench/edge-bench-servers.ts raw      <port>
  *   tsx bench/edge-bench-servers.ts fastify  <port> <jsonKeyPrefix>
  *   tsx bench/edge-bench-servers.ts node     <port> <jsonKeyPrefix>
- *   tsx bench/edge-bench-servers.ts edge     <port> <catalogUrl>
  *
  * Each prints "READY" on stdout when it listens.
  */
 import http from "node:http";
 import Fastify from "fastify";
 import { Redis } from "ioredis";
-import { CatalogService } from "../gen/commerce/catalog/v1/catalog_service_pb.js";
-import { runService } from "../platform/service/run-service.js";
-import { createEdgeDefinition } from "../services/edge/service.js";
 
 const [mode, portText, arg] = process.argv.slice(2);
 const port = Number(portText);
@@ -80,16 +76,6 @@ switch (mode) {
         );
       })
       .listen(port, "127.0.0.1", ready);
-    break;
-  }
-  case "edge": {
-    const catalog = arg!;
-    const running = await runService(
-      createEdgeDefinition({ upstreams: { [CatalogService.typeName]: catalog } }),
-      { env: { ...process.env, PORT: String(port) } },
-    );
-    await running.ready;
-    ready();
     break;
   }
   default:

@@ -24,12 +24,18 @@
  *
  *   npx tsx bench/edge-rest.ts [--seconds 10] [--warmup 2] [--connections 50] [--only rest]
  *
+ * `--runtime dist` (default) runs the edge and the catalog as their images do
+ * (`node dist/services/<name>/main.js`, built with `npm run build` first);
+ * `--runtime tsx` runs them from source through tsx, whose keep-names helper
+ * adds a property definition per closure created on the hot path.
+ *
  * `--only rest` runs just the REST-via-edge scenario after the baselines'
  * servers started, `--only catalog` just scenario 8 (for profiling or
  * comparing one path; NODE_OPTIONS reaches every child).
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
+import { cpSync, existsSync, readdirSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
@@ -60,6 +66,7 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "2" },
     connections: { type: "string", default: "50" },
     only: { type: "string" },
+    runtime: { type: "string", default: "dist" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -154,46 +161,49 @@ async function start(mode: string, args: string[], env: Record<string, string> =
   return port;
 }
 
-/** The real catalog service as its own process, isolated for this run. */
-async function startCatalog(jwksUrl: string): Promise<string> {
+const DIST = values.runtime !== "tsx";
+
+/** A mesh service's real entry point as its own process; resolves when /readyz answers. */
+async function startService(name: string, env: Record<string, string>): Promise<string> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", new URL("../services/catalog/main.ts", import.meta.url).pathname],
-    {
-      env: {
-        ...process.env,
-        PORT: String(port),
-        DATABASE_URL: PG_URL,
-        DB_SCHEMA: schema,
-        DATABASE_POOL_MAX: "4",
-        REDIS_URL,
-        NATS_URL,
-        REDIS_KEY_PREFIX: `${redisPrefix}catalog:`,
-        CATALOG_EVENT_DOMAIN: eventDomain,
-        CATALOG_EVENT_STREAM: stream,
-        CATALOG_STREAM_MAX_BYTES: String(64 * 1024 * 1024),
-        // Longer than any run, so no measured call can miss on expiry.
-        CATALOG_CACHE_TTL_SECONDS: "3600",
-        PAGE_TOKEN_SECRET: `bench-edge-${runId}-page-token-secret`,
-        AUTH_JWKS_URL: jwksUrl,
-        SHUTDOWN_GRACE_MS: "1000",
-        LOG_LEVEL: "warn",
-      },
-      stdio: ["ignore", "ignore", "inherit"],
-    },
-  );
-  track("catalog", child);
+  const entry = DIST
+    ? [new URL(`../dist/services/${name}/main.js`, import.meta.url).pathname]
+    : ["--import", "tsx", new URL(`../services/${name}/main.ts`, import.meta.url).pathname];
+  const child = spawn(process.execPath, entry, {
+    env: { ...process.env, ...env, PORT: String(port), SHUTDOWN_GRACE_MS: "1000" },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  track(name, child);
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`catalog exited with ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
     try {
       if ((await fetch(`${url}/readyz`)).ok) return url;
     } catch {}
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error("catalog did not become ready");
+  throw new Error(`${name} did not become ready`);
+}
+
+/** The real catalog service, isolated for this run. */
+function startCatalog(jwksUrl: string): Promise<string> {
+  return startService("catalog", {
+    DATABASE_URL: PG_URL,
+    DB_SCHEMA: schema,
+    DATABASE_POOL_MAX: "4",
+    REDIS_URL,
+    NATS_URL,
+    REDIS_KEY_PREFIX: `${redisPrefix}catalog:`,
+    CATALOG_EVENT_DOMAIN: eventDomain,
+    CATALOG_EVENT_STREAM: stream,
+    CATALOG_STREAM_MAX_BYTES: String(64 * 1024 * 1024),
+    // Longer than any run, so no measured call can miss on expiry.
+    CATALOG_CACHE_TTL_SECONDS: "3600",
+    PAGE_TOKEN_SECRET: `bench-edge-${runId}-page-token-secret`,
+    AUTH_JWKS_URL: jwksUrl,
+    LOG_LEVEL: "warn",
+  });
 }
 
 /** Serves a JWKS for the catalog and signs the admin token CreateProduct needs. */
@@ -389,6 +399,19 @@ async function connectHop(name: string, url: string, productId: string): Promise
 
 async function main() {
   log(`edge-rest bench ${runId}: load average at start ${load()}`);
+  if (DIST) {
+    log("building dist/ (npm run build) so the services run as their images run them");
+    execFileSync("npm", ["run", "--silent", "build"], { stdio: "inherit" });
+    // As deploy/Dockerfile does: migrations sit next to each compiled main.js.
+    for (const service of readdirSync(new URL("../services/", import.meta.url))) {
+      const from = new URL(`../services/${service}/migrations/`, import.meta.url);
+      if (existsSync(from)) {
+        cpSync(from, new URL(`../dist/services/${service}/migrations/`, import.meta.url), {
+          recursive: true,
+        });
+      }
+    }
+  }
   const redis = new Redis(REDIS_URL);
   const auth = await adminAuth();
   const catalogUrl = await startCatalog(auth.jwksUrl);
@@ -439,7 +462,9 @@ async function main() {
   const rawPort = await start("raw", []);
   const fastifyPort = await start("fastify", [jsonPrefix]);
   const nodePort = await start("node", [jsonPrefix]);
-  const edgePort = await start("edge", [catalogUrl], {
+  const edgeUrl = await startService("edge", {
+    CATALOG_URL: catalogUrl,
+    REDIS_URL,
     LOG_LEVEL: "warn",
     EDGE_RATE_LIMIT_PREFIX: `${redisPrefix}rl:`,
     EDGE_RATE_LIMITS: JSON.stringify({
@@ -448,6 +473,7 @@ async function main() {
       auth: { anonymous: unlimited, user: unlimited },
     }),
   });
+  const edgePort = Number(new URL(edgeUrl).port);
 
   // The edge must answer exactly what the single-process handlers answer.
   const bodies = new Map<string, string>();
