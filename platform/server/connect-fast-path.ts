@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import {
   runUnaryCall,
@@ -11,16 +12,18 @@ import {
 } from "./unary-call.js";
 
 /**
- * Unary Connect with binary messages (`application/proto`) over HTTP/1.1,
- * outside connect-node's generic pipeline — the mesh's cheapest hop.
+ * Unary Connect with binary (`application/proto`) or JSON
+ * (`application/json`, what Connect-Web sends) messages over HTTP/1.1,
+ * outside connect-node's generic pipeline — the mesh's cheapest hop. JSON
+ * goes through connect's own serialization (the same parser, options and
+ * error messages connect-node uses).
  *
  * node:http answers a keep-alive POST for less CPU than a node:http2 stream
  * (bench/http1-clients.ts), and connect-node's universal handler adds more
  * than either on top (bench/rpc-overhead.ts). The edge calls its upstreams
  * with this protocol (platform/clients/connect-http1-transport.ts), so this
- * path serves exactly that shape: POST, `application/proto`, identity
- * encoding, a unary method.
- * Everything else — JSON, GET requests, compression, streaming — goes to
+ * path serves exactly that shape: POST, identity encoding, a unary method.
+ * Everything else — GET requests, compression, streaming — goes to
  * connect-node, and handlers and interceptors are the same on both paths.
  */
 
@@ -28,20 +31,48 @@ export type ConnectFastPathHandler = (req: IncomingMessage, res: ServerResponse)
 
 const ERROR_HEADERS = { "content-type": "application/json" } as const;
 
+/** What connect-node accepts for unary JSON (the charset may only be UTF-8). */
+const JSON_TYPES = new Set([
+  "application/json",
+  "application/json; charset=utf-8",
+  "application/json;charset=utf-8",
+]);
+
+interface JsonCodec {
+  parse(bytes: Uint8Array): unknown;
+  serialize(message: unknown): Uint8Array;
+}
+
 export function createConnectFastPath(options: UnaryFastPathOptions): ConnectFastPathHandler {
   const routes = unaryRoutes(options.services);
+  const jsonCodecs = new Map<UnaryRoute, JsonCodec>();
+  for (const route of routes.values()) {
+    const lookup = createMethodSerializationLookup(route.method, undefined, undefined, {
+      readMaxBytes: options.readMaxBytes,
+      writeMaxBytes: options.writeMaxBytes,
+    });
+    jsonCodecs.set(route, {
+      parse: (bytes) => lookup.getI(false).parse(bytes),
+      serialize: (message) => lookup.getO(false).serialize(message as never),
+    });
+  }
   /** Returns false when the request is not for this path (caller falls back). */
   return function handle(req, res) {
     if (req.method !== "POST") return false;
     const headers = req.headers;
-    if (headers["content-type"] !== "application/proto") return false;
+    const contentType = headers["content-type"];
+    let json: JsonCodec | undefined;
+    if (contentType !== "application/proto") {
+      if (contentType === undefined || !JSON_TYPES.has(contentType.toLowerCase())) return false;
+    }
     const version = headers["connect-protocol-version"];
     if (version !== undefined && version !== "1") return false;
     const encoding = headers["content-encoding"];
     if (encoding !== undefined && encoding !== "identity") return false;
     const route = routes.get(req.url ?? "");
     if (route === undefined) return false;
-    serve(req, res, route, options);
+    if (contentType !== "application/proto") json = jsonCodecs.get(route);
+    serve(req, res, route, options, json);
     return true;
   };
 }
@@ -68,6 +99,7 @@ function serve(
   res: ServerResponse,
   route: UnaryRoute,
   options: UnaryFastPathOptions,
+  json: JsonCodec | undefined,
 ): void {
   let finished = false;
   const fail = (error: ConnectError) => {
@@ -106,20 +138,22 @@ function serve(
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     let input: unknown;
     try {
-      input = fromBinary(route.method.input, body);
+      input = json ? json.parse(body) : fromBinary(route.method.input, body);
     } catch (cause) {
       fail(
-        new ConnectError(
-          "parse binary: invalid request message",
-          Code.InvalidArgument,
-          undefined,
-          [],
-          cause,
-        ),
+        json
+          ? ConnectError.from(cause, Code.InvalidArgument)
+          : new ConnectError(
+              "parse binary: invalid request message",
+              Code.InvalidArgument,
+              undefined,
+              [],
+              cause,
+            ),
       );
       return;
     }
-    void run(req, res, route, input, options, fail, () => {
+    void run(req, res, route, input, options, json, fail, () => {
       finished = true;
     });
   });
@@ -131,6 +165,7 @@ async function run(
   route: UnaryRoute,
   input: unknown,
   options: UnaryFastPathOptions,
+  json: JsonCodec | undefined,
   fail: (error: ConnectError) => void,
   markFinished: () => void,
 ): Promise<void> {
@@ -148,6 +183,7 @@ async function run(
       interceptors: options.interceptors,
       writeMaxBytes: options.writeMaxBytes,
       shutdownSignal: options.shutdownSignal,
+      ...(json ? { serialize: json.serialize } : {}),
       onClientGone(cancel) {
         // "close" on the response before it finished: the client hung up.
         const onClose = () => {
@@ -161,7 +197,7 @@ async function run(
     if (res.destroyed) return;
     markFinished();
     const headers: Record<string, string | number> = {
-      "content-type": "application/proto",
+      "content-type": json ? "application/json" : "application/proto",
       "content-length": result.bytes.length,
     };
     result.responseHeader.forEach((value, key) => {

@@ -324,6 +324,57 @@ describe("platform RPC server (one port: HTTP/1.1 + h2c)", () => {
   });
 });
 
+describe("unary Connect JSON (Connect-Web) on the fast path", () => {
+  it("answers exactly as connect-node does: results, content types and errors", async () => {
+    const fast = await startProbeServer();
+    const generic = await startProbeServer({ connectFastPath: false });
+    const cases: { name: string; contentType: string; body: string; path?: string }[] = [
+      { name: "valid", contentType: "application/json", body: '{"text":"hi","delayMs":1}' },
+      {
+        name: "charset",
+        contentType: "application/json; charset=utf-8",
+        body: '{"text":"héllo","payload":"AAEC"}',
+      },
+      { name: "empty object", contentType: "application/json", body: "{}" },
+      { name: "malformed", contentType: "application/json", body: '{"text":' },
+      { name: "empty body", contentType: "application/json", body: "" },
+      { name: "unknown field", contentType: "application/json", body: '{"nope":1}' },
+      { name: "wrong type", contentType: "application/json", body: '{"delayMs":"soon"}' },
+      {
+        name: "domain error",
+        contentType: "application/json",
+        body: '{"kind":"invalid_argument"}',
+        path: "/platform.testing.v1.ProbeService/Fail",
+      },
+    ];
+    try {
+      for (const c of cases) {
+        const answers = await Promise.all(
+          [fast, generic].map(async (server) => {
+            const res = await fetch(
+              `${server.url}${c.path ?? "/platform.testing.v1.ProbeService/Echo"}`,
+              {
+                method: "POST",
+                headers: { "content-type": c.contentType, "connect-protocol-version": "1" },
+                body: c.body,
+              },
+            );
+            const text = await res.text();
+            const body = JSON.parse(text) as Record<string, unknown>;
+            // The remaining deadline differs between two calls by nature.
+            delete body.deadlineRemainingMs;
+            return { status: res.status, type: res.headers.get("content-type"), body };
+          }),
+        );
+        expect(answers[0], c.name).toEqual(answers[1]);
+      }
+    } finally {
+      await fast.server.close();
+      await generic.server.close();
+    }
+  });
+});
+
 describe("deadline propagation", () => {
   it("gives DEADLINE_EXCEEDED at 50 ms and passes the reduced deadline downstream", async () => {
     const downstream = await startProbeServer();

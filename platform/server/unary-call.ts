@@ -57,6 +57,8 @@ export interface UnaryCall {
   interceptors: Interceptor[];
   writeMaxBytes: number;
   shutdownSignal: AbortSignal;
+  /** Encodes the handler's answer (default: protobuf binary). */
+  serialize?: (message: unknown) => Uint8Array;
   /** Registers the transport's "client went away" notification; returns its removal. */
   onClientGone(cancel: () => void): () => void;
   /** Called at most once, when the deadline passes before the handler answered. */
@@ -147,7 +149,9 @@ export async function runUnaryCall(call: UnaryCall): Promise<UnaryResult> {
       const reason = controller.signal.reason;
       throw reason instanceof ConnectError ? reason : ConnectError.from(reason);
     }
-    const bytes = toBinary(call.route.method.output, output as never);
+    const bytes = call.serialize
+      ? call.serialize(output)
+      : toBinary(call.route.method.output, output as never);
     if (bytes.length > call.writeMaxBytes) {
       throw new ConnectError(
         `response larger than configured limit of ${call.writeMaxBytes} bytes`,

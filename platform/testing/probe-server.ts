@@ -12,6 +12,7 @@ export async function startProbeServer(
     limits?: Partial<ServerLimits>;
     downstream?: () => Client<typeof ProbeService>;
     grpcFastPath?: boolean;
+    connectFastPath?: boolean;
     logLevel?: string;
     logDestination?: NodeJS.WritableStream;
   } = {},
@@ -33,6 +34,7 @@ export async function startProbeServer(
     readiness,
     ...(options.limits ? { limits: options.limits } : {}),
     ...(options.grpcFastPath === undefined ? {} : { grpcFastPath: options.grpcFastPath }),
+    ...(options.connectFastPath === undefined ? {} : { connectFastPath: options.connectFastPath }),
   });
   const port = await server.listen();
   await readiness.start();
