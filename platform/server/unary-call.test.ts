@@ -1,5 +1,7 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { toFetchHeaders } from "./unary-call.js";
+import { EchoRequestSchema, RelayRequestSchema } from "../../gen/platform/testing/v1/probe_pb.js";
+import { singleMessageFieldEncoding, toFetchHeaders } from "./unary-call.js";
 
 describe("toFetchHeaders", () => {
   it("reads node's header object as fetch Headers, without pseudo-headers", () => {
@@ -46,5 +48,18 @@ describe("toFetchHeaders", () => {
     expect(raw).toEqual({ authorization: "Bearer t", "x-request-id": "r-1" });
     const copy = new Headers(headers);
     expect(copy.get("x-caller")).toBe("user-1");
+  });
+});
+
+describe("singleMessageFieldEncoding", () => {
+  it("encodes a message holding only that message field, as toBinary does", () => {
+    const echo = create(EchoRequestSchema, { text: "cached", delayMs: 3 });
+    const relay = create(RelayRequestSchema, { echo });
+    const bytes = singleMessageFieldEncoding(
+      RelayRequestSchema.field.echo.number,
+      toBinary(EchoRequestSchema, echo),
+    );
+    expect(Buffer.from(bytes)).toEqual(Buffer.from(toBinary(RelayRequestSchema, relay)));
+    expect(fromBinary(RelayRequestSchema, bytes).echo?.text).toBe("cached");
   });
 });

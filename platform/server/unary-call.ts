@@ -1,4 +1,5 @@
 import { type DescMethod, type DescService, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import {
   Code,
   ConnectError,
@@ -69,6 +70,24 @@ export interface UnaryResult {
   bytes: Uint8Array;
   responseHeader: Headers;
   responseTrailer: Headers;
+}
+
+const knownEncodings = new WeakMap<object, Uint8Array>();
+
+/**
+ * Marks `message` as encoding to `bytes` in protobuf binary, so the binary
+ * fast paths send those bytes instead of encoding it again — for answers
+ * built from bytes a cache already holds. The message must not change
+ * afterwards; JSON and connect-node's paths encode the message as usual.
+ */
+export function withKnownEncoding<T extends object>(message: T, bytes: Uint8Array): T {
+  knownEncodings.set(message, bytes);
+  return message;
+}
+
+/** The binary encoding of a message whose only set field is message field `fieldNumber` = `bytes`. */
+export function singleMessageFieldEncoding(fieldNumber: number, bytes: Uint8Array): Uint8Array {
+  return new BinaryWriter().tag(fieldNumber, WireType.LengthDelimited).bytes(bytes).finish();
 }
 
 // One listener per shutdown signal instead of one per call: adding and
@@ -151,7 +170,8 @@ export async function runUnaryCall(call: UnaryCall): Promise<UnaryResult> {
     }
     const bytes = call.serialize
       ? call.serialize(output)
-      : toBinary(call.route.method.output, output as never);
+      : (knownEncodings.get(output as object) ??
+        toBinary(call.route.method.output, output as never));
     if (bytes.length > call.writeMaxBytes) {
       throw new ConnectError(
         `response larger than configured limit of ${call.writeMaxBytes} bytes`,

@@ -53,7 +53,11 @@ export function createCatalogDefinition(
         timeoutMs: settings.cacheTimeoutMs,
         codec: {
           encode: (value) => toBinary(ProductSchema, value.product),
-          decode: (bytes, version) => ({ product: fromBinary(ProductSchema, bytes), version }),
+          decode: (bytes, version) => ({
+            product: fromBinary(ProductSchema, bytes),
+            version,
+            encoded: bytes,
+          }),
           version: (value) => value.version,
         },
         registry,

@@ -6,6 +6,8 @@ import {
   type CatalogService,
   CreateCategoryResponseSchema,
   CreateProductResponseSchema,
+  type GetProductResponse,
+  GetProductResponseSchema,
   type ListProductsResponse,
   ListProductsResponseSchema,
   SearchProductsResponseSchema,
@@ -18,6 +20,10 @@ import {
   InvalidArgumentError,
   NotFoundError,
 } from "../../../platform/errors/domain-errors.js";
+import {
+  singleMessageFieldEncoding,
+  withKnownEncoding,
+} from "../../../platform/server/unary-call.js";
 import { claimRequest, requestHash, storeResponse } from "../domain/idempotency.js";
 import type { PageTokens } from "../domain/page-token.js";
 import { checkText, optionalUuid, requireUuid, Violations } from "../domain/validation.js";
@@ -77,6 +83,26 @@ export interface CatalogDeps {
 }
 
 const SLUG = /^[a-z0-9-]{1,100}$/;
+
+/**
+ * Concurrent reads of one product share one cache read (single flight), so
+ * they share one answer too; when the product came from the cache as bytes,
+ * the binary paths send those bytes instead of encoding it per call.
+ */
+const productResponses = new WeakMap<VersionedProduct, GetProductResponse>();
+const PRODUCT_FIELD = GetProductResponseSchema.field.product.number;
+
+function productResponse(found: VersionedProduct): GetProductResponse {
+  let response = productResponses.get(found);
+  if (response === undefined) {
+    response = create(GetProductResponseSchema, { product: found.product });
+    if (found.encoded) {
+      withKnownEncoding(response, singleMessageFieldEncoding(PRODUCT_FIELD, found.encoded));
+    }
+    productResponses.set(found, response);
+  }
+  return response;
+}
 
 export function createCatalogHandlers(deps: CatalogDeps): ServiceImpl<typeof CatalogService> {
   const { sql, readSql, events, cache, tokens } = deps;
@@ -224,7 +250,7 @@ export function createCatalogHandlers(deps: CatalogDeps): ServiceImpl<typeof Cat
       v.throwIfAny();
       const found = await cache.get(id, () => loadOne(id));
       if (!found) throw new NotFoundError("product", id, "commerce.catalog.v1.Product");
-      return { product: found.product };
+      return productResponse(found);
     },
 
     async batchGetProducts(req) {

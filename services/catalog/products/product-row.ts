@@ -64,6 +64,8 @@ export function toProduct(row: ProductRow): Product {
 export interface VersionedProduct {
   product: Product;
   version: number;
+  /** The product's protobuf binary, when it was read from the cache as such. */
+  encoded?: Uint8Array;
 }
 
 export function toVersioned(row: ProductRow): VersionedProduct {
