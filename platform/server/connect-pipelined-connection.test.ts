@@ -230,6 +230,34 @@ describe("pipelined Connect connections (unary binary Connect served off the soc
     if (duplicate.answers.length === 2) expect(duplicate.answers[1]!.status).toBe(400);
     await duplicate.until(() => duplicate.ended);
     duplicate.socket.destroy();
+
+    // HTTP/1.1 without Host: node:http's 400, as on any other connection.
+    const hostless = rawConnection(probe.port);
+    const body2 = echoBody("no host");
+    hostless.socket.write(
+      Buffer.concat([
+        Buffer.from(
+          `POST ${ECHO} HTTP/1.1\r\ncontent-type: application/proto\r\ncontent-length: ${body2.length}\r\n\r\n`,
+        ),
+        body2,
+      ]),
+    );
+    await hostless.until(() => hostless.answers.length === 1 || hostless.ended);
+    expect(hostless.answers[0]?.status).toBe(400);
+    hostless.socket.destroy();
+
+    // A head ended with bare LFs does not wait for more bytes: node:http answers it.
+    const bareLf = rawConnection(probe.port);
+    bareLf.socket.write(
+      Buffer.concat([
+        binaryRequest(echoBody("plain")),
+        Buffer.from("GET /healthz HTTP/1.1\nhost: probe\n\n"),
+      ]),
+    );
+    await bareLf.until(() => bareLf.answers.length === 2 || bareLf.ended);
+    expect(echoText(bareLf.answers[0]!)).toBe("plain");
+    expect(bareLf.answers.length === 2 || bareLf.ended).toBe(true);
+    bareLf.socket.destroy();
   });
 
   it("answers a malformed body with invalid_argument and an oversized one with resource_exhausted, in order", async () => {

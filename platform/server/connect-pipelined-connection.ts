@@ -23,7 +23,7 @@ import {
  * ~40% less too because answers finished together leave in one write.
  *
  * Safety: this parser accepts one narrow, unambiguous shape — `POST <route>
- * HTTP/1.1`, `content-type: application/proto`, exactly one decimal
+ * HTTP/1.1` with a Host, `content-type: application/proto`, exactly one decimal
  * content-length within the message limit, no transfer-encoding, no expect,
  * no upgrade, no `connection: close`, no duplicate or folded header lines,
  * only CRLF line ends. The first request that is anything else (or a head
@@ -56,6 +56,7 @@ export interface PipelinedConnectServer {
 /** Most requests accepted on one connection before the rest wait in the socket. */
 const MAX_PIPELINED = 128;
 const HEAD_END = Buffer.from("\r\n\r\n");
+const BARE_LF_END = Buffer.from("\n\n");
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const DIGITS = /^[0-9]{1,15}$/;
 /** A field value may carry no control character but tab (RFC 9110 §5.5). */
@@ -117,6 +118,8 @@ export function createPipelinedConnectServer(
       if (hasControlCharacter(value)) return undefined;
       headers[name] = value;
     }
+    // HTTP/1.1 requires Host; node:http answers its absence with 400.
+    if (headers.host === undefined) return undefined;
     if (headers["content-type"] !== "application/proto") return undefined;
     const version = headers["connect-protocol-version"];
     if (version !== undefined && version !== "1") return undefined;
@@ -307,7 +310,10 @@ export function createPipelinedConnectServer(
         }
         const end = unread.indexOf(HEAD_END);
         if (end < 0) {
-          if (unread.length > options.maxHeaderBytes) beginLeaving();
+          // Too long, or ended with bare LFs: node's parser decides.
+          if (unread.length > options.maxHeaderBytes || unread.includes(BARE_LF_END)) {
+            beginLeaving();
+          }
           return;
         }
         const head = parseHead(unread.toString("latin1", 0, end));
