@@ -146,15 +146,21 @@ describe("pipelined Connect connections (unary binary Connect served off the soc
     c.socket.destroy();
   });
 
-  it("reads a request split across many writes", async () => {
+  it("reads requests split across many writes", async () => {
     const c = rawConnection(probe.port);
-    const request = binaryRequest(echoBody("x".repeat(3000)));
-    for (let at = 0; at < request.length; at += 97) {
-      c.socket.write(request.subarray(at, at + 97));
-      await new Promise((r) => setImmediate(r));
+    const small = binaryRequest(echoBody("x".repeat(3000)));
+    const large = binaryRequest(echoBody("y".repeat(40_000)));
+    for (const [request, step] of [
+      [small, 97],
+      [large, 1024],
+    ] as const) {
+      for (let at = 0; at < request.length; at += step) {
+        c.socket.write(request.subarray(at, at + step));
+        await new Promise((r) => setImmediate(r));
+      }
     }
-    await c.until(() => c.answers.length === 1);
-    expect(echoText(c.answers[0]!)).toBe("x".repeat(3000));
+    await c.until(() => c.answers.length === 2);
+    expect(c.answers.map(echoText)).toEqual(["x".repeat(3000), "y".repeat(40_000)]);
     c.socket.destroy();
   });
 

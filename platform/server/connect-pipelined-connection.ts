@@ -37,6 +37,8 @@ export interface PipelinedConnectOptions extends UnaryFastPathOptions {
   maxHeaderBytes: number;
   /** Idle keep-alive connections close after this. */
   keepAliveMs: number;
+  /** A request still incomplete this long after its first byte closes the connection. */
+  requestTimeoutMs: number;
   /** Rewrites the deadline headers as the server does for every other path. */
   capDeadline(headers: Record<string, string>): void;
   /** Calls in flight count towards the server's graceful shutdown. */
@@ -182,6 +184,13 @@ export function createPipelinedConnectServer(
     if (headEnd < 0 || parseHead(first.toString("latin1", 0, headEnd)) === undefined) return false;
 
     let unread: Buffer | undefined;
+    // While a request's body is arriving, chunks wait here and are joined once
+    // the `needed` bytes are there (not once per chunk).
+    let parked: Buffer[] = [];
+    let parkedBytes = 0;
+    let needed = 0;
+    // When the incomplete request at the front began arriving (0: none).
+    let waitingSince = 0;
     const pending: Exchange[] = [];
     let leaving = false;
     let draining = false;
@@ -301,6 +310,13 @@ export function createPipelinedConnectServer(
       );
     };
 
+    /** A slow sender (headers or body) may not hold the connection forever. */
+    const incomplete = () => {
+      const now = Date.now();
+      if (waitingSince === 0) waitingSince = now;
+      else if (now - waitingSince > options.requestTimeoutMs) socket.destroy();
+    };
+
     /** Takes every complete request out of `unread`, as far as the pipeline limit allows. */
     const parse = () => {
       while (unread !== undefined && !leaving && !closed && !writeBlocked) {
@@ -313,7 +329,7 @@ export function createPipelinedConnectServer(
           // Too long, or ended with bare LFs: node's parser decides.
           if (unread.length > options.maxHeaderBytes || unread.includes(BARE_LF_END)) {
             beginLeaving();
-          }
+          } else incomplete();
           return;
         }
         const head = parseHead(unread.toString("latin1", 0, end));
@@ -322,7 +338,12 @@ export function createPipelinedConnectServer(
           return;
         }
         const bodyStart = end + HEAD_END.length;
-        if (unread.length < bodyStart + head.bodyLength) return;
+        if (unread.length < bodyStart + head.bodyLength) {
+          needed = bodyStart + head.bodyLength;
+          incomplete();
+          return;
+        }
+        waitingSince = 0;
         const body = unread.subarray(bodyStart, bodyStart + head.bodyLength);
         const rest = bodyStart + head.bodyLength;
         unread = rest === unread.length ? undefined : unread.subarray(rest);
@@ -331,7 +352,20 @@ export function createPipelinedConnectServer(
     };
 
     const onData = (chunk: Buffer) => {
-      unread = unread === undefined ? chunk : Buffer.concat([unread, chunk]);
+      if (needed > 0) {
+        parked.push(chunk);
+        parkedBytes += chunk.length;
+        if ((unread?.length ?? 0) + parkedBytes < needed) {
+          incomplete();
+          return;
+        }
+        unread = Buffer.concat(unread === undefined ? parked : [unread, ...parked]);
+        parked = [];
+        parkedBytes = 0;
+        needed = 0;
+      } else {
+        unread = unread === undefined ? chunk : Buffer.concat([unread, chunk]);
+      }
       parse();
     };
 
@@ -356,8 +390,12 @@ export function createPipelinedConnectServer(
 
     const leave = () => {
       detach();
-      const rest = unread;
+      const rest =
+        parked.length === 0
+          ? unread
+          : Buffer.concat(unread === undefined ? parked : [unread, ...parked]);
       unread = undefined;
+      parked = [];
       options.handOver(socket, rest);
     };
 

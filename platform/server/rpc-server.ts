@@ -90,6 +90,8 @@ export interface RpcServer {
 
 const HTTP2_PREFACE_START = Buffer.from("PRI * HTTP/2.0");
 const KEEP_ALIVE_MS = 65_000;
+/** The longest a request may take to arrive (node:http's requestTimeout). */
+const requestTimeoutFor = (limits: ServerLimits) => limits.maxDeadlineMs + 5_000;
 
 /**
  * One plaintext port for HTTP/1.1 (curl, browsers, Connect, gRPC-Web) and h2c
@@ -193,7 +195,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
   };
 
   const http1 = http.createServer(
-    { maxHeaderSize: limits.maxHeaderBytes, requestTimeout: limits.maxDeadlineMs + 5000 },
+    { maxHeaderSize: limits.maxHeaderBytes, requestTimeout: requestTimeoutFor(limits) },
     (req, res) => {
       track(res);
       handleRequest(req, res as unknown as MinimalResponse);
@@ -215,6 +217,7 @@ export function createRpcServer(options: RpcServerOptions): RpcServer {
           ...fastPathOptions,
           maxHeaderBytes: limits.maxHeaderBytes,
           keepAliveMs: KEEP_ALIVE_MS,
+          requestTimeoutMs: requestTimeoutFor(limits),
           capDeadline: (headers) =>
             capDeadlineHeaders(headers, {
               maxMs: limits.maxDeadlineMs,
