@@ -300,6 +300,39 @@ async function cannon(
   };
 }
 
+/**
+ * CONNECTIONS workers each calling `call` back to back (the warm-up, then the
+ * measured SECONDS); `call(worker)` resolves false for a failed call.
+ */
+async function closedLoop(
+  name: string,
+  call: (worker: number) => Promise<boolean>,
+): Promise<Result> {
+  const drive = async (seconds: number) => {
+    const latencies: number[] = [];
+    let errors = 0;
+    const deadline = performance.now() + seconds * 1000;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: CONNECTIONS }, async (_, worker) => {
+        while (performance.now() < deadline) {
+          const t0 = performance.now();
+          const ok = await call(worker);
+          latencies.push(performance.now() - t0);
+          if (!ok) errors++;
+        }
+      }),
+    );
+    const elapsed = (performance.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    const pick = (p: number) =>
+      latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!;
+    return { name, rps: latencies.length / elapsed, p50: pick(0.5), p99: pick(0.99), errors };
+  };
+  if (WARMUP > 0) await drive(WARMUP);
+  return drive(SECONDS);
+}
+
 /** Closed-loop gRPC unary driver over raw HTTP/2: CONNECTIONS calls in flight. */
 async function grpcLoad(name: string, port: number, productId: string): Promise<Result> {
   const request = toBinary(
@@ -332,31 +365,8 @@ async function grpcLoad(name: string, port: number, productId: string): Promise<
       stream.on("error", () => resolve(false));
       stream.end(frame);
     });
-  const drive = async (seconds: number) => {
-    const latencies: number[] = [];
-    let errors = 0;
-    const deadline = performance.now() + seconds * 1000;
-    const started = performance.now();
-    await Promise.all(
-      Array.from({ length: CONNECTIONS }, async (_, i) => {
-        const session = sessions[i % sessions.length]!;
-        while (performance.now() < deadline) {
-          const t0 = performance.now();
-          const ok = await call(session);
-          latencies.push(performance.now() - t0);
-          if (!ok) errors++;
-        }
-      }),
-    );
-    const elapsed = (performance.now() - started) / 1000;
-    latencies.sort((a, b) => a - b);
-    const pick = (p: number) =>
-      latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!;
-    return { name, rps: latencies.length / elapsed, p50: pick(0.5), p99: pick(0.99), errors };
-  };
   try {
-    if (WARMUP > 0) await drive(WARMUP);
-    return await drive(SECONDS);
+    return await closedLoop(name, (i) => call(sessions[i % sessions.length]!));
   } finally {
     for (const s of sessions) s.close();
   }
@@ -372,33 +382,13 @@ async function connectHop(name: string, url: string, productId: string): Promise
     fallback: createConnectTransport({ baseUrl: url, httpVersion: "1.1" }),
   });
   const client = createClient(CatalogService, transport);
-  const drive = async (seconds: number) => {
-    const latencies: number[] = [];
-    let errors = 0;
-    const deadline = performance.now() + seconds * 1000;
-    const started = performance.now();
-    await Promise.all(
-      Array.from({ length: CONNECTIONS }, async () => {
-        while (performance.now() < deadline) {
-          const t0 = performance.now();
-          try {
-            await client.getProduct({ id: productId }, { timeoutMs: 5_000 });
-          } catch {
-            errors++;
-          }
-          latencies.push(performance.now() - t0);
-        }
-      }),
-    );
-    const elapsed = (performance.now() - started) / 1000;
-    latencies.sort((a, b) => a - b);
-    const pick = (p: number) =>
-      latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!;
-    return { name, rps: latencies.length / elapsed, p50: pick(0.5), p99: pick(0.99), errors };
-  };
   try {
-    if (WARMUP > 0) await drive(WARMUP);
-    return await drive(SECONDS);
+    return await closedLoop(name, () =>
+      client.getProduct({ id: productId }, { timeoutMs: 5_000 }).then(
+        () => true,
+        () => false,
+      ),
+    );
   } finally {
     transport.close();
   }

@@ -183,11 +183,13 @@ const EVENT_COLUMNS = `idx int, event_id uuid, subject text, event_type text, sc
   aggregate_type text, aggregate_id text, nth bigint, cnt bigint, payload text,
   trace_context jsonb, occurred_at timestamptz`;
 
-const APPEND = (notify: boolean) => `
-with ev as materialized (
-  select * from json_to_recordset($1::json) as e(${EVENT_COLUMNS})
-),
-seqs as (
+/**
+ * The CTE `seqs` that hands out per-aggregate sequences to the events of a
+ * CTE `ev` (aggregate_type, aggregate_id, cnt = that aggregate's events in
+ * the statement): it returns each aggregate's new last_seq, so an event's
+ * sequence is `last_seq - cnt + nth`. Rows lock in one order (C collation).
+ */
+export const OUTBOX_SEQUENCES_CTE = `seqs as (
   insert into outbox_aggregates (aggregate_type, aggregate_id, last_seq)
   select aggregate_type, aggregate_id, max(cnt) from ev
   group by aggregate_type, aggregate_id
@@ -195,7 +197,13 @@ seqs as (
   on conflict (aggregate_type, aggregate_id)
     do update set last_seq = outbox_aggregates.last_seq + excluded.last_seq
   returning aggregate_type, aggregate_id, last_seq
+)`;
+
+const APPEND = (notify: boolean) => `
+with ev as materialized (
+  select * from json_to_recordset($1::json) as e(${EVENT_COLUMNS})
 ),
+${OUTBOX_SEQUENCES_CTE},
 inserted as (
   insert into outbox (event_id, subject, event_type, schema_version, aggregate_type,
                       aggregate_id, aggregate_seq, payload, trace_context, occurred_at)

@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import {
+  connectTimeoutMs,
+  decodeBinaryInput,
   runUnaryCall,
   toFetchHeaders,
   type UnaryFastPathOptions,
@@ -45,34 +46,40 @@ interface JsonCodec {
 
 export function createConnectFastPath(options: UnaryFastPathOptions): ConnectFastPathHandler {
   const routes = unaryRoutes(options.services);
+  // Built on a route's first JSON call: most upstream traffic is binary.
   const jsonCodecs = new Map<UnaryRoute, JsonCodec>();
-  for (const route of routes.values()) {
-    const lookup = createMethodSerializationLookup(route.method, undefined, undefined, {
-      readMaxBytes: options.readMaxBytes,
-      writeMaxBytes: options.writeMaxBytes,
-    });
-    jsonCodecs.set(route, {
-      parse: (bytes) => lookup.getI(false).parse(bytes),
-      serialize: (message) => lookup.getO(false).serialize(message as never),
-    });
-  }
+  const jsonCodecOf = (route: UnaryRoute): JsonCodec => {
+    let codec = jsonCodecs.get(route);
+    if (codec === undefined) {
+      const lookup = createMethodSerializationLookup(route.method, undefined, undefined, {
+        readMaxBytes: options.readMaxBytes,
+        writeMaxBytes: options.writeMaxBytes,
+      });
+      codec = {
+        parse: (bytes) => lookup.getI(false).parse(bytes),
+        serialize: (message) => lookup.getO(false).serialize(message as never),
+      };
+      jsonCodecs.set(route, codec);
+    }
+    return codec;
+  };
   /** Returns false when the request is not for this path (caller falls back). */
   return function handle(req, res) {
     if (req.method !== "POST") return false;
     const headers = req.headers;
     const contentType = headers["content-type"];
-    let json: JsonCodec | undefined;
-    if (contentType !== "application/proto") {
-      if (contentType === undefined || !JSON_TYPES.has(contentType.toLowerCase())) return false;
-    }
+    const isJson =
+      contentType !== "application/proto" &&
+      contentType !== undefined &&
+      JSON_TYPES.has(contentType.toLowerCase());
+    if (contentType !== "application/proto" && !isJson) return false;
     const version = headers["connect-protocol-version"];
     if (version !== undefined && version !== "1") return false;
     const encoding = headers["content-encoding"];
     if (encoding !== undefined && encoding !== "identity") return false;
     const route = routes.get(req.url ?? "");
     if (route === undefined) return false;
-    if (contentType !== "application/proto") json = jsonCodecs.get(route);
-    serve(req, res, route, options, json);
+    serve(req, res, route, options, isJson ? jsonCodecOf(route) : undefined);
     return true;
   };
 }
@@ -138,19 +145,9 @@ function serve(
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     let input: unknown;
     try {
-      input = json ? json.parse(body) : fromBinary(route.method.input, body);
+      input = json ? json.parse(body) : decodeBinaryInput(route, body);
     } catch (cause) {
-      fail(
-        json
-          ? ConnectError.from(cause, Code.InvalidArgument)
-          : new ConnectError(
-              "parse binary: invalid request message",
-              Code.InvalidArgument,
-              undefined,
-              [],
-              cause,
-            ),
-      );
+      fail(ConnectError.from(cause, Code.InvalidArgument));
       return;
     }
     void run(req, res, route, input, options, json, fail, () => {
@@ -169,20 +166,15 @@ async function run(
   fail: (error: ConnectError) => void,
   markFinished: () => void,
 ): Promise<void> {
-  const timeout = req.headers["connect-timeout-ms"];
-  const timeoutMs = typeof timeout === "string" ? Number(timeout) : Number.NaN;
   try {
     const result = await runUnaryCall({
       route,
       path: req.url!,
       protocolName: "connect",
       requestHeader: toFetchHeaders(req.headers),
-      // capDeadlineHeaders already bounded it; a malformed value means none.
-      timeoutMs: Number.isFinite(timeoutMs) && timeoutMs >= 0 ? timeoutMs : undefined,
+      timeoutMs: connectTimeoutMs(req.headers["connect-timeout-ms"]),
       input,
-      interceptors: options.interceptors,
-      writeMaxBytes: options.writeMaxBytes,
-      shutdownSignal: options.shutdownSignal,
+      options,
       ...(json ? { serialize: json.serialize } : {}),
       onClientGone(cancel) {
         // "close" on the response before it finished: the client hung up.

@@ -1,9 +1,10 @@
 import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
-import { fromBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import {
+  connectTimeoutMs,
+  decodeBinaryInput,
   runUnaryCall,
   toFetchHeaders,
   type UnaryFastPathOptions,
@@ -247,46 +248,20 @@ export function createPipelinedConnectServer(
       options.callStarted();
       let input: unknown;
       try {
-        input = fromBinary(head.route.method.input, body);
-      } catch (cause) {
-        complete(
-          exchange,
-          errorAnswer(
-            new ConnectError(
-              "parse binary: invalid request message",
-              Code.InvalidArgument,
-              undefined,
-              [],
-              cause,
-            ),
-          ),
-        );
+        input = decodeBinaryInput(head.route, body);
+      } catch (error) {
+        complete(exchange, errorAnswer(error as ConnectError));
         return;
       }
-      let requestHeader: Headers;
-      try {
-        options.capDeadline(head.headers);
-        requestHeader = toFetchHeaders(head.headers);
-      } catch (cause) {
-        complete(
-          exchange,
-          errorAnswer(
-            new ConnectError("invalid request headers", Code.InvalidArgument, undefined, [], cause),
-          ),
-        );
-        return;
-      }
-      const timeout = Number(head.headers["connect-timeout-ms"]);
+      options.capDeadline(head.headers);
       runUnaryCall({
         route: head.route,
         path: head.path,
         protocolName: "connect",
-        requestHeader,
-        timeoutMs: Number.isFinite(timeout) && timeout >= 0 ? timeout : undefined,
+        requestHeader: toFetchHeaders(head.headers),
+        timeoutMs: connectTimeoutMs(head.headers["connect-timeout-ms"]),
         input,
-        interceptors: options.interceptors,
-        writeMaxBytes: options.writeMaxBytes,
-        shutdownSignal: options.shutdownSignal,
+        options,
         onClientGone(cancel) {
           exchange.cancel = cancel;
           return () => {

@@ -1,9 +1,9 @@
 import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
-import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { parseGrpcTimeout } from "../rpc/grpc-timeout.js";
 import {
+  decodeBinaryInput,
   runUnaryCall,
   toFetchHeaders,
   type UnaryFastPathOptions,
@@ -116,17 +116,9 @@ function serve(
     }
     let input: unknown;
     try {
-      input = fromBinary(route.method.input, body.subarray(5));
-    } catch (cause) {
-      fail(
-        new ConnectError(
-          "parse binary: invalid request message",
-          Code.InvalidArgument,
-          undefined,
-          [],
-          cause,
-        ),
-      );
+      input = decodeBinaryInput(route, body.subarray(5));
+    } catch (error) {
+      fail(error as ConnectError);
       return;
     }
     void run(stream, headers, route, path, input, options, fail, () => {
@@ -153,9 +145,7 @@ async function run(
       requestHeader: toFetchHeaders(headers),
       timeoutMs: parseGrpcTimeout(headers["grpc-timeout"]),
       input,
-      interceptors: options.interceptors,
-      writeMaxBytes: options.writeMaxBytes,
-      shutdownSignal: options.shutdownSignal,
+      options,
       onClientGone(cancel) {
         stream.once("aborted", cancel);
         return () => stream.removeListener("aborted", cancel);

@@ -1,4 +1,4 @@
-import { type DescMethod, type DescService, toBinary } from "@bufbuild/protobuf";
+import { type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import {
   Code,
@@ -39,6 +39,27 @@ export function unaryRoutes(
   return routes;
 }
 
+/** The request message; a malformed one is INVALID_ARGUMENT, as connect-node answers it. */
+export function decodeBinaryInput(route: UnaryRoute, bytes: Uint8Array): unknown {
+  try {
+    return fromBinary(route.method.input, bytes);
+  } catch (cause) {
+    throw new ConnectError(
+      "parse binary: invalid request message",
+      Code.InvalidArgument,
+      undefined,
+      [],
+      cause,
+    );
+  }
+}
+
+/** `connect-timeout-ms` in milliseconds (capDeadlineHeaders bounded it); malformed means none. */
+export function connectTimeoutMs(value: string | string[] | undefined): number | undefined {
+  const ms = typeof value === "string" ? Number(value) : Number.NaN;
+  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
+
 /** What both unary fast paths are built from. */
 export interface UnaryFastPathOptions {
   services: { service: DescService; impl: Partial<ServiceImpl<DescService>> }[];
@@ -55,9 +76,8 @@ export interface UnaryCall {
   requestHeader: Headers;
   timeoutMs: number | undefined;
   input: unknown;
-  interceptors: Interceptor[];
-  writeMaxBytes: number;
-  shutdownSignal: AbortSignal;
+  /** The fast path's interceptors, response limit and shutdown signal. */
+  options: Pick<UnaryFastPathOptions, "interceptors" | "writeMaxBytes" | "shutdownSignal">;
   /** Encodes the handler's answer (default: protobuf binary). */
   serialize?: (message: unknown) => Uint8Array;
   /** Registers the transport's "client went away" notification; returns its removal. */
@@ -140,7 +160,7 @@ export async function runUnaryCall(call: UnaryCall): Promise<UnaryResult> {
       controller.abort(new ConnectError("server is shutting down", Code.Unavailable));
     }
   };
-  const removeShutdown = whenAborted(call.shutdownSignal, onShutdown);
+  const removeShutdown = whenAborted(call.options.shutdownSignal, onShutdown);
   const deadlineAt = call.timeoutMs === undefined ? undefined : Date.now() + call.timeoutMs;
   const context = {
     method: call.route.method,
@@ -162,7 +182,7 @@ export async function runUnaryCall(call: UnaryCall): Promise<UnaryResult> {
       call.route.spec as MethodImplSpec & { kind: "unary" },
       context,
       call.input as never,
-      call.interceptors,
+      call.options.interceptors,
     );
     if (controller.signal.aborted) {
       const reason = controller.signal.reason;
@@ -172,9 +192,9 @@ export async function runUnaryCall(call: UnaryCall): Promise<UnaryResult> {
       ? call.serialize(output)
       : (knownEncodings.get(output as object) ??
         toBinary(call.route.method.output, output as never));
-    if (bytes.length > call.writeMaxBytes) {
+    if (bytes.length > call.options.writeMaxBytes) {
       throw new ConnectError(
-        `response larger than configured limit of ${call.writeMaxBytes} bytes`,
+        `response larger than configured limit of ${call.options.writeMaxBytes} bytes`,
         Code.ResourceExhausted,
       );
     }

@@ -9,7 +9,11 @@ import {
   eventSubject,
   isSubjectToken,
 } from "../../../platform/events/message-format.js";
-import { DEFAULT_MAX_EVENT_BYTES, type OutboxEvent } from "../../../platform/events/outbox.js";
+import {
+  DEFAULT_MAX_EVENT_BYTES,
+  OUTBOX_SEQUENCES_CTE,
+  type OutboxEvent,
+} from "../../../platform/events/outbox.js";
 import { uuidV7 } from "./uuid-v7.js";
 
 /*
@@ -41,19 +45,13 @@ const RESULT = `
 select (select count(*) from inserted)::int as appended,
        pg_notify('outbox_' || current_schema(), '') as notified`;
 
-/** Aggregates that may have history: sequences continue from `outbox_aggregates`. */
+/**
+ * Aggregates that may have history: sequences continue from `outbox_aggregates`,
+ * handed out (and locked, in the same order) exactly as appendEvents does.
+ */
 const APPEND = `
 with ${EVENTS},
-seqs as (
-  insert into outbox_aggregates (aggregate_type, aggregate_id, last_seq)
-  select aggregate_type, aggregate_id, max(cnt) from ev
-  group by aggregate_type, aggregate_id
-  -- Lock order as appendEvents (code-unit order of type, id): no deadlocks with it.
-  order by aggregate_type collate "C", aggregate_id collate "C"
-  on conflict (aggregate_type, aggregate_id)
-    do update set last_seq = outbox_aggregates.last_seq + excluded.last_seq
-  returning aggregate_type, aggregate_id, last_seq
-),
+${OUTBOX_SEQUENCES_CTE},
 inserted as (
   insert into outbox (event_id, subject, event_type, schema_version, aggregate_type,
                       aggregate_id, aggregate_seq, payload, trace_context, occurred_at)
