@@ -141,11 +141,11 @@ export function createConnectHttp1Transport(
         this.idleTimer = undefined;
       }
       this.inFlight.push(pending);
-      // Calls issued in one tick leave in one write.
+      // Calls issued in one pass of the event loop leave in one write.
       if (!this.corked) {
         this.corked = true;
         this.socket.cork();
-        process.nextTick(() => {
+        setImmediate(() => {
           this.corked = false;
           this.socket.uncork();
         });

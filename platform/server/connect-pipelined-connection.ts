@@ -22,6 +22,11 @@ import {
  * edge's client at 50 calls in flight (2 connections × 32 pipelined), that is
  * 16–19 µs of server CPU per call against 3 µs here, and the client spends
  * ~40% less too because answers finished together leave in one write.
+ * Answers are flushed once per pass of the event loop (setImmediate), not per
+ * answer: every cache hit of one Redis reply then leaves in one write. On
+ * these VMs a send costs tens of µs (loopback delivery runs in the sender's
+ * syscall); in the REST bench the catalog went from ~1.2 writes and 0.4 reads
+ * per call to ~0.1 of each, and from 50–86 to 40–56 µs of CPU per call.
  *
  * Safety: this parser accepts one narrow, unambiguous shape — `POST <route>
  * HTTP/1.1` with a Host, `content-type: application/proto`, exactly one decimal
@@ -235,11 +240,23 @@ export function createPipelinedConnectServer(
       parse();
     };
 
+    // Answers finished in one pass of the event loop (say, every cache hit of
+    // one Redis reply) leave in one write.
+    let flushScheduled = false;
+    const flushSoon = () => {
+      if (flushScheduled) return;
+      flushScheduled = true;
+      setImmediate(() => {
+        flushScheduled = false;
+        flush();
+      });
+    };
+
     const complete = (exchange: Exchange, answer: Buffer) => {
       if (exchange.answer !== undefined) return;
       exchange.answer = answer;
       exchange.cancel = undefined;
-      flush();
+      flushSoon();
     };
 
     const start = (head: ParsedHead, body: Buffer) => {
