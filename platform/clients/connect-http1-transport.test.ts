@@ -10,6 +10,7 @@ import {
   FailRequestSchema,
   ProbeService,
 } from "../../gen/platform/testing/v1/probe_pb.js";
+import { encodedMessageOf } from "../rpc/encoded-message.js";
 import { startProbeServer } from "../testing/probe-server.js";
 import { createConnectHttp1Transport } from "./connect-http1-transport.js";
 
@@ -67,6 +68,33 @@ describe("Connect over HTTP/1.1 transport", () => {
     // The deadline travelled as connect-timeout-ms (the server capped/defaulted it).
     expect(answers[0]!.deadlineRemainingMs).toBeGreaterThan(0n);
     transport.close();
+  });
+
+  it("keeps the answer's bytes for callers that re-encode, and decodes the message only when read", async () => {
+    const bodies = [echoBytes("kept"), Buffer.from([0x0a, 0x05, 0x61])]; // the second is truncated
+    const server = await rawServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/proto" }).end(bodies.shift());
+    });
+    const transport = transportFor(server.url);
+    const call = () =>
+      transport.unary(ProbeService.method.echo, undefined, 1_000, undefined, { text: "x" });
+    const good = await call();
+    expect(Buffer.from(encodedMessageOf(good)!)).toEqual(echoBytes("kept"));
+    expect(good.message.text).toBe("kept");
+    // A malformed answer fails where the message is read, as INTERNAL.
+    const bad = await call();
+    expect(encodedMessageOf(bad)).toHaveLength(3);
+    const error = (() => {
+      try {
+        return bad.message;
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(ConnectError.from(error).code).toBe(Code.Internal);
+    expect(ConnectError.from(error).rawMessage).toBe("protocol error: undecodable response");
+    transport.close();
+    await server.close();
   });
 
   it("sends the caller's deadline and headers, and surfaces response headers", async () => {

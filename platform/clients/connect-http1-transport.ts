@@ -18,6 +18,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { codeFromHttpStatus, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { attachEncodedMessage } from "../rpc/encoded-message.js";
 
 /**
  * A Connect `Transport` whose unary calls are Connect-protocol POSTs with
@@ -336,22 +337,28 @@ export function createConnectHttp1Transport(
         Code.Internal,
       );
     }
-    let output: ReturnType<typeof fromBinary<O>>;
-    try {
-      output = fromBinary(method.output, response.body);
-    } catch (cause) {
-      throw new ConnectError(
-        "protocol error: undecodable response",
-        Code.Internal,
-        undefined,
-        undefined,
-        cause,
-      );
-    }
+    // Decoded on first read of `message`; the transcoder reads the bytes
+    // instead (encodedMessageOf) and never builds the message.
+    const answer = response.body;
+    let output: ReturnType<typeof fromBinary<O>> | undefined;
+    const decode = () => {
+      try {
+        output = fromBinary(method.output, answer);
+      } catch (cause) {
+        throw new ConnectError(
+          "protocol error: undecodable response",
+          Code.Internal,
+          undefined,
+          undefined,
+          cause,
+        );
+      }
+      return output;
+    };
     // Most callers (the transcoder) never read headers: build them on first use.
     let split: { header: Headers; trailer: Headers } | undefined;
     const fields = response.fields;
-    return {
+    const result = {
       stream: false,
       service: method.parent,
       method,
@@ -363,8 +370,12 @@ export function createConnectHttp1Transport(
         split ??= splitTrailers(fields);
         return split.trailer;
       },
-      message: output,
+      get message() {
+        return output ?? decode();
+      },
     } as UnaryResponse<I, O>;
+    attachEncodedMessage(result, answer);
+    return result;
   }
 
   return {

@@ -14,7 +14,9 @@ import {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
+import { encodedMessageOf } from "../rpc/encoded-message.js";
 import { parseGrpcTimeout } from "../rpc/grpc-timeout.js";
+import { createBinaryJsonWriter } from "./binary-json.js";
 import { type Binding, compileBindings, type ResumeOverride } from "./bindings.js";
 import { decodeRequestJson, parseJsonBody } from "./json-body.js";
 import { applyPathVariables, applyQuery, maskFromBody } from "./request-builder.js";
@@ -167,6 +169,22 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
     matcher.add(binding, (b) => `${b.service.typeName}.${b.method.name}`);
   }
   const jsonWrite = { alwaysEmitImplicit: true, registry } as const;
+  // Same text as responseJson, straight from the upstream's bytes when the
+  // transport kept them (binary-json.ts; the edge's HTTP/1.1 transport does).
+  const writeBinaryJson = createBinaryJsonWriter(registry);
+  const binaryJson = (desc: DescMessage, bytes: Uint8Array): string => {
+    try {
+      return writeBinaryJson(desc, bytes);
+    } catch (cause) {
+      throw new ConnectError(
+        "protocol error: undecodable response",
+        Code.Internal,
+        undefined,
+        undefined,
+        cause,
+      );
+    }
+  };
 
   const responseJson = (binding: Binding, message: unknown): unknown => {
     const json = toJson(binding.method.output, message as never, jsonWrite) as Record<
@@ -315,7 +333,11 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
           upstreamHeaders,
           input as never,
         );
-      const text = JSON.stringify(responseJson(binding, response.message));
+      const encoded = binding.responseField ? undefined : encodedMessageOf(response);
+      const text =
+        encoded === undefined
+          ? JSON.stringify(responseJson(binding, response.message))
+          : binaryJson(binding.method.output, encoded);
       if (res.writableEnded || res.destroyed) return;
       // One writeHead with every header: cheaper than a setHeader per header.
       res.writeHead(
