@@ -18,7 +18,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { codeFromHttpStatus, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { attachEncodedMessage } from "../rpc/encoded-message.js";
+import { ENCODED_MESSAGE } from "../rpc/encoded-message.js";
 
 /**
  * A Connect `Transport` whose unary calls are Connect-protocol POSTs with
@@ -358,7 +358,7 @@ export function createConnectHttp1Transport(
     // Most callers (the transcoder) never read headers: build them on first use.
     let split: { header: Headers; trailer: Headers } | undefined;
     const fields = response.fields;
-    const result = {
+    return {
       stream: false,
       service: method.parent,
       method,
@@ -373,9 +373,8 @@ export function createConnectHttp1Transport(
       get message() {
         return output ?? decode();
       },
+      [ENCODED_MESSAGE]: answer,
     } as UnaryResponse<I, O>;
-    attachEncodedMessage(result, answer);
-    return result;
   }
 
   return {
