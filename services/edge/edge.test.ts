@@ -76,6 +76,21 @@ describe("REST through the edge", () => {
       headers: { "x-request-id": "abc-123" },
     });
     expect(withId.headers["x-request-id"]).toBe("abc-123");
+    // Each REST request is timed once it is answered (2xx and 4xx alike).
+    const counted = async () => {
+      const text = (await rawRequest(port, { path: "/metrics" })).text;
+      const count = (status: string) =>
+        Number(
+          new RegExp(
+            `edge_http_request_duration_seconds_count\\{[^}]*kind="rest"[^}]*status_class="${status}"[^}]*\\} (\\d+)`,
+          ).exec(text)?.[1] ?? 0,
+        );
+      return { ok: count("2xx"), bad: count("4xx") };
+    };
+    const before = await counted();
+    await rawRequest(port, { path: "/v1/items/e1" });
+    await rawRequest(port, { path: "/v1/items/e1?unknown=1" });
+    expect(await counted()).toEqual({ ok: before.ok + 1, bad: before.bad + 1 });
   });
 
   it("propagates the request id and the caller's token upstream", async () => {

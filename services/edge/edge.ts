@@ -139,33 +139,39 @@ export function createEdge(deps: EdgeDeps): Edge {
   });
   const openApiText = JSON.stringify(openApi);
 
-  const accessLog = (
+  const record = (
     kind: "rest" | "rpc" | "other",
     req: {
       method?: string | undefined;
       url?: string | undefined;
       headers: http.IncomingHttpHeaders;
     },
+    status: number,
+    started: number,
+  ) => {
+    const seconds = (performance.now() - started) / 1000;
+    durationFor(kind, status).observe(seconds);
+    if (logger.isLevelEnabled("info")) {
+      logger.info(
+        {
+          requestId: req.headers["x-request-id"],
+          method: req.method,
+          path: req.url?.split("?")[0]?.slice(0, 200),
+          status,
+          durationMs: Math.round(seconds * 1e6) / 1e3,
+          kind,
+        },
+        "request",
+      );
+    }
+  };
+  const accessLog = (
+    kind: "rest" | "rpc" | "other",
+    req: Parameters<typeof record>[1],
     res: { statusCode: number; once(event: "finish", fn: () => void): unknown },
     started: number,
   ) => {
-    res.once("finish", () => {
-      const seconds = (performance.now() - started) / 1000;
-      durationFor(kind, res.statusCode).observe(seconds);
-      if (logger.isLevelEnabled("info")) {
-        logger.info(
-          {
-            requestId: req.headers["x-request-id"],
-            method: req.method,
-            path: req.url?.split("?")[0]?.slice(0, 200),
-            status: res.statusCode,
-            durationMs: Math.round(seconds * 1e6) / 1e3,
-            kind,
-          },
-          "request",
-        );
-      }
-    });
+    res.once("finish", () => record(kind, req, res.statusCode, started));
   };
 
   const writeStatusJson = (
@@ -223,15 +229,18 @@ export function createEdge(deps: EdgeDeps): Edge {
       // The edge's own health and reflection services, or a 404 from Connect.
       return false;
     }
-    accessLog("rest", req, res, started);
-    void transcoder
-      .handle(req, res, policy.responseHeaders(req.headers))
-      .catch((error: unknown) => {
+    // Recorded when the transcoder is done (its answer written, or the
+    // client gone): no per-request "finish" listener.
+    void transcoder.handle(req, res, policy.responseHeaders(req.headers)).then(
+      () => record("rest", req, res.statusCode, started),
+      (error: unknown) => {
         logger.error({ err: error }, "REST handler crashed");
         if (!res.headersSent) {
           writeStatusJson(res, new HttpError(500, Code.Internal, "internal error"), {});
         } else res.destroy();
-      });
+        record("rest", req, res.statusCode, started);
+      },
+    );
     return true;
   }
 
