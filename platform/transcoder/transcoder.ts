@@ -147,7 +147,17 @@ function collectFiles(services: readonly DescService[]): DescFile[] {
   return [...files];
 }
 
-const JSON_HEADERS = { "content-type": "application/json" } as const;
+/**
+ * Content type and length of a JSON answer, added to `headers`. With the
+ * length known, node:http sends the body as is; without it (writeHead before
+ * end) every answer went out chunked — more bytes, a writev of several
+ * pieces, and chunk parsing for the client.
+ */
+export function jsonHeaders(headers: Record<string, string>, text: string): Record<string, string> {
+  headers["content-type"] = "application/json";
+  headers["content-length"] = String(Buffer.byteLength(text));
+  return headers;
+}
 
 export function createTranscoder(options: TranscoderOptions): Transcoder {
   const limits = { ...DEFAULT_TRANSCODER_LIMITS, ...options.limits };
@@ -340,10 +350,7 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
           : binaryJson(binding.method.output, encoded);
       if (res.writableEnded || res.destroyed) return;
       // One writeHead with every header: cheaper than a setHeader per header.
-      res.writeHead(
-        200,
-        responseHeaders ? Object.assign(responseHeaders, JSON_HEADERS) : JSON_HEADERS,
-      );
+      res.writeHead(200, jsonHeaders(responseHeaders ?? {}, text));
       res.end(text);
     } catch (error) {
       fail(res, error, call?.responseHeaders ?? baseHeaders, req, binding);
@@ -544,18 +551,17 @@ export function writeStatus(
     return;
   }
   const status = httpStatusOf(error);
-  const body: StatusJson = statusJson(error, registry);
-  const headers: Record<string, string> = {
-    ...extraHeaders,
-    ...(isHttpError(error) ? error.headers : undefined),
-    "content-type": "application/json",
-  };
+  const body = JSON.stringify(statusJson(error, registry) satisfies StatusJson);
+  const headers = jsonHeaders(
+    { ...extraHeaders, ...(isHttpError(error) ? error.headers : undefined) },
+    body,
+  );
   // A body we stopped reading must not be parsed as the next request.
   if (status === 413 && "httpVersionMajor" in request && request.httpVersionMajor === 1) {
     headers.connection = "close";
   }
   res.writeHead(status, headers);
-  res.end(JSON.stringify(body));
+  res.end(body);
 }
 
 export type { Binding, DescMessage, DescMethodServerStreaming };

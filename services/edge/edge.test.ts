@@ -71,6 +71,9 @@ describe("REST through the edge", () => {
     expect(r.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
     expect(r.headers["ratelimit-limit"]).toBe("100000");
     expect(Number(r.headers["ratelimit-remaining"])).toBeGreaterThan(0);
+    // Sent with its length, not chunked.
+    expect(r.headers["content-length"]).toBe(String(Buffer.byteLength(r.text)));
+    expect(r.headers["transfer-encoding"]).toBeUndefined();
     const withId = await rawRequest(port, {
       path: "/v1/items/e1",
       headers: { "x-request-id": "abc-123" },
@@ -89,7 +92,9 @@ describe("REST through the edge", () => {
     };
     const before = await counted();
     await rawRequest(port, { path: "/v1/items/e1" });
-    await rawRequest(port, { path: "/v1/items/e1?unknown=1" });
+    const refused = await rawRequest(port, { path: "/v1/items/e1?unknown=1" });
+    expect(refused.status).toBe(400);
+    expect(refused.headers["content-length"]).toBe(String(Buffer.byteLength(refused.text)));
     expect(await counted()).toEqual({ ok: before.ok + 1, bad: before.bad + 1 });
   });
 

@@ -10,7 +10,11 @@ import type { TokenVerifier } from "../../platform/auth/token-verifier.js";
 import { perKey } from "../../platform/telemetry/metrics.js";
 import { generateOpenApi } from "../../platform/transcoder/openapi.js";
 import { HttpError, statusJson } from "../../platform/transcoder/status.js";
-import { createTranscoder, type Transcoder } from "../../platform/transcoder/transcoder.js";
+import {
+  createTranscoder,
+  jsonHeaders,
+  type Transcoder,
+} from "../../platform/transcoder/transcoder.js";
 import { createAdmission } from "./admission.js";
 import type { EdgeConfig } from "./edge-config.js";
 import { createHttpPolicy, ensureRequestId } from "./http-policy.js";
@@ -180,11 +184,10 @@ export function createEdge(deps: EdgeDeps): Edge {
     headers: Record<string, string>,
   ) => {
     const body = JSON.stringify(statusJson(error, transcoder.registry));
-    (res as http.ServerResponse).writeHead(error.httpStatus, {
-      ...headers,
-      ...error.headers,
-      "content-type": "application/json",
-    });
+    (res as http.ServerResponse).writeHead(
+      error.httpStatus,
+      jsonHeaders({ ...headers, ...error.headers }, body),
+    );
     res.end(body);
   };
 
@@ -211,11 +214,13 @@ export function createEdge(deps: EdgeDeps): Edge {
       return true;
     }
     if (req.method === "GET" && (url === "/openapi.json" || url.startsWith("/openapi.json?"))) {
-      (res as http.ServerResponse).writeHead(200, {
-        ...policy.responseHeaders(req.headers),
-        "content-type": "application/json",
-        "cache-control": "public, max-age=300",
-      });
+      (res as http.ServerResponse).writeHead(
+        200,
+        jsonHeaders(
+          { ...policy.responseHeaders(req.headers), "cache-control": "public, max-age=300" },
+          openApiText,
+        ),
+      );
       res.end(openApiText);
       return true;
     }
