@@ -223,49 +223,69 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
     writeStatus(res, connectError, registry, headers, request);
   };
 
-  const buildInput = async (
+  /** The request message; synchronous for routes without a body (no read, no tick). */
+  const buildInput = (
     binding: Binding,
     req: HttpRequest,
     segments: string[],
     query: string,
-  ): Promise<unknown> => {
-    let root: Record<string, unknown> = {};
-    const body = binding.body;
-    if (body.kind === "none") {
+  ): unknown => {
+    if (binding.body.kind === "none") {
       if (hasBody(req.headers)) throw badRequest("this route takes no request body");
-    } else {
-      const json = await readJson(req, limits);
-      if (body.kind === "all") {
-        if (json !== undefined) {
-          if (json === null || typeof json !== "object" || Array.isArray(json)) {
-            throw badRequest("request body must be a JSON object", "", "expected a JSON object");
-          }
-          root = json as Record<string, unknown>;
-        }
-      } else if (json !== undefined) {
-        root[body.field.jsonName] = json;
-      }
-      if (
-        binding.updateMask &&
-        json !== null &&
-        typeof json === "object" &&
-        !Array.isArray(json) &&
-        body.kind === "field" &&
-        body.field.fieldKind === "message"
-      ) {
-        // Filled after the query so an explicit ?update_mask= wins.
-        applyQuery(root, binding, query);
-        const mask = binding.updateMask;
-        if (root[mask.jsonName] === undefined && root[mask.name] === undefined) {
-          root[mask.jsonName] = maskFromBody(
-            body.field.message,
-            json as Record<string, unknown>,
-          ).join(",");
-        }
-        applyPathVariables(root, binding.pathVariables, segments);
-        return decodeRequestJson(binding.method.input, root);
-      }
+      return inputFrom(binding, req, {}, segments, query);
     }
+    return readJson(req, limits).then((json) => inputWithBody(binding, req, json, segments, query));
+  };
+
+  const inputWithBody = (
+    binding: Binding,
+    req: HttpRequest,
+    json: unknown,
+    segments: string[],
+    query: string,
+  ): unknown => {
+    const body = binding.body;
+    let root: Record<string, unknown> = {};
+    if (body.kind === "all") {
+      if (json !== undefined) {
+        if (json === null || typeof json !== "object" || Array.isArray(json)) {
+          throw badRequest("request body must be a JSON object", "", "expected a JSON object");
+        }
+        root = json as Record<string, unknown>;
+      }
+    } else if (body.kind === "field" && json !== undefined) {
+      root[body.field.jsonName] = json;
+    }
+    if (
+      binding.updateMask &&
+      json !== null &&
+      typeof json === "object" &&
+      !Array.isArray(json) &&
+      body.kind === "field" &&
+      body.field.fieldKind === "message"
+    ) {
+      // Filled after the query so an explicit ?update_mask= wins.
+      applyQuery(root, binding, query);
+      const mask = binding.updateMask;
+      if (root[mask.jsonName] === undefined && root[mask.name] === undefined) {
+        root[mask.jsonName] = maskFromBody(
+          body.field.message,
+          json as Record<string, unknown>,
+        ).join(",");
+      }
+      applyPathVariables(root, binding.pathVariables, segments);
+      return decodeRequestJson(binding.method.input, root);
+    }
+    return inputFrom(binding, req, root, segments, query);
+  };
+
+  const inputFrom = (
+    binding: Binding,
+    req: HttpRequest,
+    root: Record<string, unknown>,
+    segments: string[],
+    query: string,
+  ): unknown => {
     applyQuery(root, binding, query);
     applyPathVariables(root, binding.pathVariables, segments);
     if (binding.resume) {
@@ -326,9 +346,12 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
       if (hooks.beforeCall) {
         call = { binding, request: req, upstreamHeaders, responseHeaders: baseHeaders ?? {} };
         responseHeaders = call.responseHeaders;
-        await hooks.beforeCall(call);
+        // A hook that decides synchronously costs no tick.
+        const pending = hooks.beforeCall(call);
+        if (pending !== undefined) await pending;
       }
-      const input = await buildInput(binding, req, match.segments, query);
+      let input = buildInput(binding, req, match.segments, query);
+      if (input instanceof Promise) input = await input;
       if (binding.streaming) {
         await streaming.serveSse(binding, req, res, input, upstreamHeaders, responseHeaders);
         return;

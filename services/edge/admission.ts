@@ -17,7 +17,7 @@ import {
 } from "../../platform/errors/domain-errors.js";
 import { toConnectError } from "../../platform/errors/to-connect-error.js";
 import type { RateLimitConfig, RouteClass } from "./edge-config.js";
-import { type Limit, type RateLimiter, rateLimitHeaders } from "./rate-limiter.js";
+import { type Decision, type Limit, type RateLimiter, rateLimitHeaders } from "./rate-limiter.js";
 
 /**
  * The one place where the edge decides whether a call may go upstream, for
@@ -32,11 +32,12 @@ export type AdmissionResult =
   | { ok: false; error: ConnectError; headers: Record<string, string> };
 
 export interface Admission {
+  /** Synchronous when no token is to be verified and the limiter decides from leased tokens. */
   admit(
     method: DescMethod,
     headers: IncomingHttpHeaders,
     clientAddress: string,
-  ): Promise<AdmissionResult>;
+  ): AdmissionResult | Promise<AdmissionResult>;
 }
 
 export interface AdmissionOptions {
@@ -75,8 +76,79 @@ export function createAdmission(options: AdmissionOptions): Admission {
     return { ok: false, error: connectError, headers };
   };
 
+  /** The rate limit, then the access policy, for a caller known (or not) by now. */
+  const decide = (
+    policy: AccessPolicy,
+    routeClass: RouteClass,
+    caller: Caller | undefined,
+    authError: unknown,
+    clientAddress: string,
+  ): AdmissionResult | Promise<AdmissionResult> => {
+    const limit: Limit = rateLimits[routeClass][caller ? "user" : "anonymous"];
+    const pending = rateLimiter.check(
+      caller ? `${routeClass}:u:${caller.subject}` : `${routeClass}:a:${clientAddress}`,
+      limit,
+    );
+    // Usually decided from leased tokens, synchronously: no await, no extra tick.
+    return pending instanceof Promise
+      ? pending.then((decision) => verdict(policy, routeClass, caller, authError, limit, decision))
+      : verdict(policy, routeClass, caller, authError, limit, pending);
+  };
+
+  const verdict = (
+    policy: AccessPolicy,
+    routeClass: RouteClass,
+    caller: Caller | undefined,
+    authError: unknown,
+    limit: Limit,
+    decision: Decision,
+  ): AdmissionResult => {
+    const rateHeaders = rateLimitHeaders(decision, limit);
+    if (!decision.allowed) {
+      limited.inc({ route_class: routeClass, caller: caller ? "user" : "anonymous" });
+      return refuse(
+        new ResourceExhaustedError(
+          "rate limit exceeded; retry later",
+          "RATE_LIMITED",
+          decision.retryAfterSeconds * 1000,
+        ),
+        rateHeaders,
+      );
+    }
+    if (policy.kind === "public") return { ok: true, caller, headers: rateHeaders };
+    if (!caller) {
+      return refuse(
+        authError ?? new UnauthenticatedError("authentication required", "TOKEN_MISSING"),
+        rateHeaders,
+      );
+    }
+    if (policy.kind === "roles" && !policy.roles.some((role) => caller.roles.includes(role))) {
+      return refuse(
+        new PermissionDeniedError("the caller lacks a role this method requires", "ROLE_REQUIRED"),
+        rateHeaders,
+      );
+    }
+    return { ok: true, caller, headers: rateHeaders };
+  };
+
+  const verifyThenDecide = async (
+    authorization: string,
+    policy: AccessPolicy,
+    routeClass: RouteClass,
+    clientAddress: string,
+  ): Promise<AdmissionResult> => {
+    let caller: Caller | undefined;
+    let authError: unknown;
+    try {
+      caller = await verifier.verify(bearerToken(authorization) ?? "");
+    } catch (error) {
+      authError = error;
+    }
+    return decide(policy, routeClass, caller, authError, clientAddress);
+  };
+
   return {
-    async admit(method, headers, clientAddress) {
+    admit(method, headers, clientAddress) {
       let entry = cache.get(method);
       if (!entry) {
         const policy = accessPolicyOf(method);
@@ -91,52 +163,9 @@ export function createAdmission(options: AdmissionOptions): Admission {
         );
       }
       const authorization = headers.authorization;
-      let caller: Caller | undefined;
-      let authError: unknown;
-      if (authorization !== undefined) {
-        try {
-          const token = bearerToken(authorization);
-          caller = await verifier.verify(token ?? "");
-        } catch (error) {
-          authError = error;
-        }
-      }
-      const limit: Limit = rateLimits[routeClass][caller ? "user" : "anonymous"];
-      const pending = rateLimiter.check(
-        caller ? `${routeClass}:u:${caller.subject}` : `${routeClass}:a:${clientAddress}`,
-        limit,
-      );
-      // Usually decided from leased tokens, synchronously: no await, no extra tick.
-      const decision = pending instanceof Promise ? await pending : pending;
-      const rateHeaders = rateLimitHeaders(decision, limit);
-      if (!decision.allowed) {
-        limited.inc({ route_class: routeClass, caller: caller ? "user" : "anonymous" });
-        return refuse(
-          new ResourceExhaustedError(
-            "rate limit exceeded; retry later",
-            "RATE_LIMITED",
-            decision.retryAfterSeconds * 1000,
-          ),
-          rateHeaders,
-        );
-      }
-      if (policy.kind === "public") return { ok: true, caller, headers: rateHeaders };
-      if (!caller) {
-        return refuse(
-          authError ?? new UnauthenticatedError("authentication required", "TOKEN_MISSING"),
-          rateHeaders,
-        );
-      }
-      if (policy.kind === "roles" && !policy.roles.some((role) => caller.roles.includes(role))) {
-        return refuse(
-          new PermissionDeniedError(
-            "the caller lacks a role this method requires",
-            "ROLE_REQUIRED",
-          ),
-          rateHeaders,
-        );
-      }
-      return { ok: true, caller, headers: rateHeaders };
+      return authorization === undefined
+        ? decide(policy, routeClass, undefined, undefined, clientAddress)
+        : verifyThenDecide(authorization, policy, routeClass, clientAddress);
     },
   };
 }

@@ -13,9 +13,10 @@ import { HttpError, statusJson } from "../../platform/transcoder/status.js";
 import {
   createTranscoder,
   jsonHeaders,
+  type TranscodedCall,
   type Transcoder,
 } from "../../platform/transcoder/transcoder.js";
-import { createAdmission } from "./admission.js";
+import { type AdmissionResult, createAdmission } from "./admission.js";
 import type { EdgeConfig } from "./edge-config.js";
 import { createHttpPolicy, ensureRequestId } from "./http-policy.js";
 import { createRateLimiter } from "./rate-limiter.js";
@@ -88,6 +89,16 @@ export function createEdge(deps: EdgeDeps): Edge {
     (kind, status) => duration.labels({ kind, status_class: `${Math.floor(status / 100)}xx` }),
   );
 
+  const apply = (call: TranscodedCall, verdict: AdmissionResult): void => {
+    Object.assign(call.responseHeaders, verdict.headers);
+    if (!verdict.ok) {
+      if (verdict.error.code === Code.Unauthenticated) {
+        call.responseHeaders["www-authenticate"] = 'Bearer realm="commerce-mesh"';
+      }
+      throw verdict.error;
+    }
+  };
+
   const transcoder = createTranscoder({
     services: deps.services,
     transport: (service) => deps.transportFor(service),
@@ -98,20 +109,16 @@ export function createEdge(deps: EdgeDeps): Edge {
       maxTimeoutMs: deps.limits.maxDeadlineMs,
     },
     hooks: {
-      async beforeCall(call) {
+      beforeCall(call) {
         const req = call.request;
-        const verdict = await admission.admit(
+        const pending = admission.admit(
           call.binding.method,
           req.headers,
           policy.clientAddress(req.socket?.remoteAddress, req.headers),
         );
-        Object.assign(call.responseHeaders, verdict.headers);
-        if (!verdict.ok) {
-          if (verdict.error.code === Code.Unauthenticated) {
-            call.responseHeaders["www-authenticate"] = 'Bearer realm="commerce-mesh"';
-          }
-          throw verdict.error;
-        }
+        // Public routes decided from leased tokens answer synchronously: no tick.
+        if (pending instanceof Promise) return pending.then((verdict) => apply(call, verdict));
+        apply(call, pending);
       },
       onError(error, call) {
         if (error.code === Code.Internal || error.code === Code.Unknown) {
@@ -128,7 +135,7 @@ export function createEdge(deps: EdgeDeps): Edge {
     services: deps.services,
     upstreamUrl: deps.upstreamUrl,
     maxRequestBytes: deps.limits.maxMessageBytes + 5,
-    gate: (route, headers, client) => admission.admit(route.method, headers, client),
+    gate: async (route, headers, client) => admission.admit(route.method, headers, client),
     responseHeaders: (headers) => policy.responseHeaders(headers),
     clientAddress: (remote, headers) => policy.clientAddress(remote, headers),
     logger,
