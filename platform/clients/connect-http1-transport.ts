@@ -18,7 +18,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { codeFromHttpStatus, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { ENCODED_MESSAGE } from "../rpc/encoded-message.js";
+import { ENCODED_MESSAGE, undecodableResponse } from "../rpc/encoded-message.js";
 
 /**
  * A Connect `Transport` whose unary calls are Connect-protocol POSTs with
@@ -345,13 +345,7 @@ export function createConnectHttp1Transport(
       try {
         output = fromBinary(method.output, answer);
       } catch (cause) {
-        throw new ConnectError(
-          "protocol error: undecodable response",
-          Code.Internal,
-          undefined,
-          undefined,
-          cause,
-        );
+        throw undecodableResponse(cause);
       }
       return output;
     };

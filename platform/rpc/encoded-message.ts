@@ -1,3 +1,5 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
 /**
  * The bytes a unary response's message arrived as, kept by a transport that
  * decodes lazily (platform/clients/connect-http1-transport.ts), so a caller
@@ -13,4 +15,15 @@ export const ENCODED_MESSAGE = Symbol("commerce-mesh.encodedMessage");
 /** The message's binary encoding when the transport kept it, else undefined. */
 export function encodedMessageOf(response: object): Uint8Array | undefined {
   return (response as { [ENCODED_MESSAGE]?: Uint8Array })[ENCODED_MESSAGE];
+}
+
+/** What a caller gets for upstream bytes that do not decode as the method's output. */
+export function undecodableResponse(cause: unknown): ConnectError {
+  return new ConnectError(
+    "protocol error: undecodable response",
+    Code.Internal,
+    undefined,
+    undefined,
+    cause,
+  );
 }

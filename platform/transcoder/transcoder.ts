@@ -14,7 +14,7 @@ import {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
-import { encodedMessageOf } from "../rpc/encoded-message.js";
+import { encodedMessageOf, undecodableResponse } from "../rpc/encoded-message.js";
 import { parseGrpcTimeout } from "../rpc/grpc-timeout.js";
 import { createBinaryJsonWriter } from "./binary-json.js";
 import { type Binding, compileBindings, type ResumeOverride } from "./bindings.js";
@@ -186,13 +186,7 @@ export function createTranscoder(options: TranscoderOptions): Transcoder {
     try {
       return writeBinaryJson(desc, bytes);
     } catch (cause) {
-      throw new ConnectError(
-        "protocol error: undecodable response",
-        Code.Internal,
-        undefined,
-        undefined,
-        cause,
-      );
+      throw undecodableResponse(cause);
     }
   };
 
