@@ -8,7 +8,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
  *
  * A symbol-keyed property set when the response is built, not a WeakMap: a
  * WeakMap entry per call showed up at 1% of the edge's CPU (ephemeron work in
- * every scavenge).
+ * every scavenge). Object spread copies symbol keys: a wrapper that replaces a
+ * response's `message` must drop this property, or callers would read the
+ * bytes of the message it replaced.
  */
 export const ENCODED_MESSAGE = Symbol("commerce-mesh.encodedMessage");
 
