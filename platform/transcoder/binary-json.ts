@@ -28,8 +28,8 @@ import { BinaryReader, base64Encode, WireType } from "@bufbuild/protobuf/wire";
  * types with a special JSON form other than Timestamp, groups and closed
  * enums (for that message), and — for the whole answer — unknown fields
  * (toJson may render them as extensions from the registry) and a message
- * field that occurs twice (the occurrences merge). binary-json.test.ts compares both on every message type of the
- * contracts with random contents.
+ * field that occurs twice (the occurrences merge). binary-json.test.ts
+ * compares both on every message type of the contracts with random contents.
  */
 export type BinaryJsonWriter = (desc: DescMessage, bytes: Uint8Array) => string;
 
@@ -47,7 +47,7 @@ interface Ctx {
   buf: Uint8Array;
 }
 
-type MessageWriter = (reader: BinaryReader, end: number, ctx: Ctx) => string;
+type MessageWriter = (reader: BinaryReader, length: number, ctx: Ctx) => string;
 
 export function createBinaryJsonWriter(registry: Registry): BinaryJsonWriter {
   const jsonOptions = { alwaysEmitImplicit: true, registry } as const;
@@ -60,17 +60,13 @@ export function createBinaryJsonWriter(registry: Registry): BinaryJsonWriter {
   const writerFor = (desc: DescMessage): MessageWriter | null => {
     const known = compiled.get(desc);
     if (known !== undefined) return known;
-    if (!handled(desc)) {
-      compiled.set(desc, null);
-      return null;
-    }
-    // Registered before the fields compile, so recursive types find it.
-    let write: MessageWriter = () => {
-      throw new Error("used while compiling");
-    };
-    compiled.set(desc, (reader, end, ctx) => write(reader, end, ctx));
-    write =
-      desc.typeName === "google.protobuf.Timestamp" ? timestampWriter() : compileMessage(desc);
+    // Field types are looked up when their bytes arrive, so a recursive
+    // type needs no placeholder while it compiles.
+    const write = !handled(desc)
+      ? null
+      : desc.typeName === "google.protobuf.Timestamp"
+        ? timestampWriter()
+        : compileMessage(desc);
     compiled.set(desc, write);
     return write;
   };
@@ -96,13 +92,9 @@ export function createBinaryJsonWriter(registry: Registry): BinaryJsonWriter {
     const fields = desc.fields.concat().sort((a, b) => a.number - b.number);
     const slotOf = new Map(fields.map((field, slot) => [field.number, slot]));
     const oneofs = desc.oneofs;
-    const oneofIndex = new Map(oneofs.map((oneof, i) => [oneof, i]));
-    const readers = fields.map((field, slot) =>
-      compileFieldReader(field, slot, field.oneof ? oneofIndex.get(field.oneof)! : -1),
-    );
-    const emitters = fields.map((field, slot) =>
-      compileFieldEmitter(field, slot, field.oneof ? oneofIndex.get(field.oneof)! : -1),
-    );
+    const oneofOf = fields.map((field) => (field.oneof ? oneofs.indexOf(field.oneof) : -1));
+    const readers = fields.map((field, slot) => compileFieldReader(field, slot, oneofOf[slot]!));
+    const emitters = fields.map((field, slot) => compileFieldEmitter(field, slot, oneofOf[slot]!));
     const descString = String(desc);
     return (reader, length, ctx) => {
       if (++ctx.depth > RECURSION_LIMIT) throw recursionError(descString);
@@ -139,10 +131,7 @@ export function createBinaryJsonWriter(registry: Registry): BinaryJsonWriter {
     switch (field.fieldKind) {
       case "scalar":
       case "enum": {
-        const read =
-          field.fieldKind === "enum"
-            ? (r: BinaryReader) => r.int32()
-            : scalarReader(field.scalar, field.utf8Validation);
+        const { read } = valueCodec(field, field.fieldKind);
         if (oneof >= 0) {
           return (reader, _w, slots, cases) => {
             slots[slot] = read(reader);
@@ -176,9 +165,10 @@ export function createBinaryJsonWriter(registry: Registry): BinaryJsonWriter {
             else items.push(text);
           };
         }
-        const scalar = field.listKind === "enum" ? ScalarType.INT32 : field.scalar;
-        const read = scalarReader(scalar, field.utf8Validation);
-        const packedPossible = scalar !== ScalarType.STRING && scalar !== ScalarType.BYTES;
+        const { read } = valueCodec(field, field.listKind);
+        const packedPossible =
+          field.listKind === "enum" ||
+          (field.scalar !== ScalarType.STRING && field.scalar !== ScalarType.BYTES);
         return (reader, wireType, slots) => {
           let items = slots[slot] as unknown[] | undefined;
           if (items === undefined) {
@@ -195,11 +185,7 @@ export function createBinaryJsonWriter(registry: Registry): BinaryJsonWriter {
         const readKey = scalarReader(field.mapKey, field.utf8Validation);
         const valueDesc = field.mapKind === "message" ? field.message : undefined;
         const readValue =
-          field.mapKind === "scalar"
-            ? scalarReader(field.scalar, field.utf8Validation)
-            : field.mapKind === "enum"
-              ? (r: BinaryReader) => r.int32()
-              : undefined;
+          field.mapKind === "message" ? undefined : valueCodec(field, field.mapKind).read;
         return (reader, _w, slots, _c, ctx) => {
           let record = slots[slot] as Record<string, unknown> | undefined;
           if (record === undefined) {
@@ -236,20 +222,14 @@ export function createBinaryJsonWriter(registry: Registry): BinaryJsonWriter {
     switch (field.fieldKind) {
       case "scalar":
       case "enum": {
-        const format =
-          field.fieldKind === "enum" ? enumFormatter(field.enum) : scalarFormatter(field.scalar);
+        const { format, zero } = valueCodec(field, field.fieldKind);
         if (oneof >= 0) {
           return (slots, cases) => (cases[oneof] === slot ? key + format(slots[slot]) : undefined);
         }
         if (field.presence !== IMPLICIT) {
           return (slots) => (slots[slot] === undefined ? undefined : key + format(slots[slot]));
         }
-        const zero =
-          key +
-          format(
-            field.fieldKind === "enum" ? field.enum.values[0]!.number : scalarZero(field.scalar),
-          );
-        return (slots) => (slots[slot] === undefined ? zero : key + format(slots[slot]));
+        return (slots) => key + (slots[slot] === undefined ? zero : format(slots[slot]));
       }
       case "message":
         return (slots, cases) => {
@@ -258,13 +238,10 @@ export function createBinaryJsonWriter(registry: Registry): BinaryJsonWriter {
           return text === undefined ? undefined : key + text;
         };
       case "list": {
-        let item: (value: unknown) => string;
-        if (field.listKind === "message") item = (text) => text as string;
-        else {
-          const format =
-            field.listKind === "enum" ? enumFormatter(field.enum) : scalarFormatter(field.scalar);
-          item = (value) => format(value);
-        }
+        const item =
+          field.listKind === "message"
+            ? (text: unknown) => text as string
+            : valueCodec(field, field.listKind).format;
         return (slots) => {
           const items = slots[slot] as unknown[] | undefined;
           if (items === undefined) return `${key}[]`;
@@ -281,11 +258,7 @@ export function createBinaryJsonWriter(registry: Registry): BinaryJsonWriter {
           const desc = field.message;
           value = (raw, ctx) => (raw === MISSING ? emptyText(desc, ctx) : (raw as string));
         } else {
-          const format =
-            field.mapKind === "enum" ? enumFormatter(field.enum) : scalarFormatter(field.scalar);
-          const zero = format(
-            field.mapKind === "enum" ? field.enum.values[0]!.number : scalarZero(field.scalar),
-          );
+          const { format, zero } = valueCodec(field, field.mapKind);
           value = (raw) => (raw === MISSING ? zero : format(raw));
         }
         return (slots, _c, ctx) => {
@@ -333,15 +306,7 @@ function handled(desc: DescMessage): boolean {
     if ("delimitedEncoding" in field && field.delimitedEncoding) return false;
     // toJson refuses a message without its required fields.
     if (field.presence === LEGACY_REQUIRED) return false;
-    const enumDesc =
-      field.fieldKind === "enum"
-        ? field.enum
-        : field.fieldKind === "list" && field.listKind === "enum"
-          ? field.enum
-          : field.fieldKind === "map" && field.mapKind === "enum"
-            ? field.enum
-            : undefined;
-    if (enumDesc && !enumDesc.open) return false;
+    if (field.enum && !field.enum.open) return false;
   }
   return true;
 }
@@ -373,6 +338,28 @@ function recursionError(desc: DescMessage | string): Error {
   return new Error(
     `cannot decode ${String(desc)} from binary: maximum recursion depth of ${RECURSION_LIMIT} reached`,
   );
+}
+
+/** How one scalar or enum value of a field (or of its list items, map values) is read and written. */
+interface ValueCodec {
+  read(reader: BinaryReader): unknown;
+  format(value: unknown): string;
+  /** The JSON of the zero value. */
+  zero: string;
+}
+
+function valueCodec(field: DescField, kind: "scalar" | "enum"): ValueCodec {
+  if (kind === "enum") {
+    const format = enumFormatter(field.enum!);
+    return { read: (r) => r.int32(), format, zero: format(field.enum!.values[0]!.number) };
+  }
+  const scalar = field.scalar!;
+  const format = scalarFormatter(scalar);
+  return {
+    read: scalarReader(scalar, field.utf8Validation),
+    format,
+    zero: format(scalarZero(scalar)),
+  };
 }
 
 function scalarReader(type: ScalarType, utf8Validation: boolean): (r: BinaryReader) => unknown {

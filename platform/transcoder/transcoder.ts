@@ -27,7 +27,6 @@ import {
   HttpError,
   httpStatusOf,
   isHttpError,
-  type StatusJson,
   statusJson,
 } from "./status.js";
 import { adoptWebSocketBearer, createStreamingServer, type StreamingServer } from "./streaming.js";
@@ -568,7 +567,7 @@ export function writeStatus(
     return;
   }
   const status = httpStatusOf(error);
-  const body = JSON.stringify(statusJson(error, registry) satisfies StatusJson);
+  const body = JSON.stringify(statusJson(error, registry));
   const headers = jsonHeaders(
     { ...extraHeaders, ...(isHttpError(error) ? error.headers : undefined) },
     body,

@@ -9,12 +9,13 @@ import { Histogram, type Registry } from "prom-client";
 import type { TokenVerifier } from "../../platform/auth/token-verifier.js";
 import { perKey } from "../../platform/telemetry/metrics.js";
 import { generateOpenApi } from "../../platform/transcoder/openapi.js";
-import { HttpError, statusJson } from "../../platform/transcoder/status.js";
+import { HttpError } from "../../platform/transcoder/status.js";
 import {
   createTranscoder,
   jsonHeaders,
   type TranscodedCall,
   type Transcoder,
+  writeStatus,
 } from "../../platform/transcoder/transcoder.js";
 import { type AdmissionResult, createAdmission } from "./admission.js";
 import type { EdgeConfig } from "./edge-config.js";
@@ -185,19 +186,6 @@ export function createEdge(deps: EdgeDeps): Edge {
     res.once("finish", () => record(kind, req, res.statusCode, started));
   };
 
-  const writeStatusJson = (
-    res: http.ServerResponse | http2.Http2ServerResponse,
-    error: HttpError,
-    headers: Record<string, string>,
-  ) => {
-    const body = JSON.stringify(statusJson(error, transcoder.registry));
-    (res as http.ServerResponse).writeHead(
-      error.httpStatus,
-      jsonHeaders({ ...headers, ...error.headers }, body),
-    );
-    res.end(body);
-  };
-
   function httpHandler(
     req: http.IncomingMessage | http2.Http2ServerRequest,
     res: http.ServerResponse | http2.Http2ServerResponse,
@@ -207,10 +195,12 @@ export function createEdge(deps: EdgeDeps): Edge {
     const url = req.url ?? "/";
     if (url.length > config.maxUrlLength) {
       accessLog("other", req, res, started);
-      writeStatusJson(
+      writeStatus(
         res,
         new HttpError(414, Code.InvalidArgument, `URL longer than ${config.maxUrlLength} bytes`),
+        transcoder.registry,
         policy.responseHeaders(req.headers),
+        req,
       );
       return true;
     }
@@ -248,7 +238,13 @@ export function createEdge(deps: EdgeDeps): Edge {
       (error: unknown) => {
         logger.error({ err: error }, "REST handler crashed");
         if (!res.headersSent) {
-          writeStatusJson(res, new HttpError(500, Code.Internal, "internal error"), {});
+          writeStatus(
+            res,
+            new HttpError(500, Code.Internal, "internal error"),
+            transcoder.registry,
+            {},
+            req,
+          );
         } else res.destroy();
         record("rest", req, res.statusCode, started);
       },
