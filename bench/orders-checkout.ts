@@ -47,6 +47,7 @@ import {
   SHIPPING_ADDRESS,
   startCheckoutWorld,
 } from "../services/orders/test-support/checkout-world.js";
+import { procCpuMicros } from "./proc-cpu.js";
 
 const { values } = parseArgs({
   options: {
@@ -58,20 +59,10 @@ const { values } = parseArgs({
 const seconds = Number(values.seconds);
 const concurrency = Number(values.concurrency);
 const pgClients = Number(values.clients);
-const TICKS = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
 // ---------- CPU accounting from /proc ----------
 
-function cpuMsOfPid(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the comm.
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS;
-  } catch {
-    return 0;
-  }
-}
+const cpuMsOfPid = (pid: number) => procCpuMicros(pid) / 1000;
 
 function pidsNamed(names: string[]): number[] {
   const pids: number[] = [];

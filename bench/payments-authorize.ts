@@ -14,7 +14,6 @@
  */
 import { execFileSync, fork } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import net from "node:net";
 import { createHistogram } from "node:perf_hooks";
 import { parseArgs } from "node:util";
@@ -26,6 +25,7 @@ import { PaymentService } from "../gen/commerce/payments/v1/payment_service_pb.j
 import { DEFAULT_AUDIENCE, DEFAULT_SERVICE_ISSUER } from "../platform/auth/auth-config.js";
 import { createServiceTokenSource } from "../platform/auth/service-tokens.js";
 import { createGrpcJsClient, grpcUnary } from "../platform/testing/grpc-js-client.js";
+import { procCpuMicros } from "./proc-cpu.js";
 
 const { values } = parseArgs({
   options: {
@@ -61,12 +61,7 @@ function freePort(): Promise<number> {
   });
 }
 
-const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
-function cpuMsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  // utime and stime are fields 14 and 15 of /proc/<pid>/stat (1-based).
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
-}
+const cpuMsOf = (pid: number) => procCpuMicros(pid) / 1000;
 
 interface Result {
   name: string;
