@@ -19,10 +19,8 @@ import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { toBinary } from "@bufbuild/protobuf";
 import { StructSchema } from "@bufbuild/protobuf/wkt";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { headers as natsHeaders } from "@nats-io/nats-core";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Registry } from "prom-client";
-import { v7 as uuidv7 } from "uuid";
 import { createDatabase, migrateDatabase } from "../platform/db/postgres.js";
 import type { createEventConsumer } from "../platform/events/consumer.js";
 import { silentLogger, stderrLogger } from "../platform/events/logger.js";
@@ -34,6 +32,7 @@ import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/ha
 import { type BenchHandlerKind, createBenchConsumer } from "./events-bench-consumer.js";
 import type { ConsumerProcessConfig } from "./events-consumer-process.js";
 import { cpuMeter } from "./events-cpu.js";
+import { rawPublishRate } from "./jetstream-raw-publish.js";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const EVENTS = env("EVENTS", 20_000);
@@ -159,38 +158,15 @@ async function main() {
   }
   try {
     // ---- 1. raw JetStream async publish ceiling (again after the pipeline) ----
-    const js = jetstream(nc);
     const payload = toBinary(StructSchema, sampleEvent(1).message as never);
-    const rawPublish = async (label: string): Promise<number> => {
-      const window = 2_000;
-      let inFlight: Promise<unknown>[] = [];
-      const started = performance.now();
-      for (let i = 0; i < EVENTS; i++) {
-        const h = natsHeaders();
-        const eventId = uuidv7();
-        h.set("Event-Type", "google.protobuf.Struct");
-        h.set("Event-Id", eventId);
-        h.set("Event-Time", new Date().toISOString());
-        h.set("Aggregate-Type", "thing");
-        h.set("Aggregate-Id", `agg-${i % AGGREGATES}`);
-        h.set("Aggregate-Seq", String(i));
-        h.set("Schema-Version", "1");
-        inFlight.push(
-          js.publish(`${domain}raw.thing.struct`, payload, { msgID: eventId, headers: h }),
-        );
-        if (inFlight.length >= window) {
-          await Promise.all(inFlight);
-          inFlight = [];
-        }
-      }
-      await Promise.all(inFlight);
-      const seconds = (performance.now() - started) / 1000;
-      const rate = EVENTS / seconds;
-      console.log(
-        `raw JetStream async publish (${label}): ${EVENTS} msgs in ${seconds.toFixed(2)} s = ${rate.toFixed(0)} msg/s (payload ${payload.byteLength} B, 7 headers, msgID)`,
-      );
-      return rate;
-    };
+    const rawPublish = (label: string) =>
+      rawPublishRate(nc, {
+        subject: `${domain}raw.thing.struct`,
+        payload,
+        count: EVENTS,
+        aggregates: AGGREGATES,
+        label,
+      });
     const rawBefore = await rawPublish("before");
 
     // ---- pipeline components ----
