@@ -27,7 +27,7 @@ import { createAckPublisher } from "../platform/events/publish-acks.js";
 import { domainStream, provisionStreams } from "../platform/events/streams.js";
 import { testEvent } from "../platform/events/test-support/harness.js";
 import { cpuMeter } from "./events-cpu.js";
-import { rawPublishRate } from "./jetstream-raw-publish.js";
+import { rawPublishBaseline } from "./jetstream-raw-publish.js";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const EVENTS = env("EVENTS", 20_000);
@@ -150,14 +150,12 @@ async function main(): Promise<void> {
       child.once("message", () => resolve());
       child.once("exit", (code) => reject(new Error(`consumer exited with ${code}`)));
     });
-    const rawPublish = (label: string) =>
-      rawPublishRate(nc, {
-        subject: `${domain}raw.thing.struct`,
-        payload,
-        count: EVENTS,
-        aggregates: AGGREGATES,
-        label,
-      });
+    const rawPublish = rawPublishBaseline(nc, {
+      subject: `${domain}raw.thing.struct`,
+      payload,
+      count: EVENTS,
+      aggregates: AGGREGATES,
+    });
     const rawBefore = await rawPublish("before");
 
     const acks = createAckPublisher(nc, 5_000);

@@ -32,7 +32,7 @@ import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/ha
 import { type BenchHandlerKind, createBenchConsumer } from "./events-bench-consumer.js";
 import type { ConsumerProcessConfig } from "./events-consumer-process.js";
 import { cpuMeter } from "./events-cpu.js";
-import { rawPublishRate } from "./jetstream-raw-publish.js";
+import { rawPublishBaseline } from "./jetstream-raw-publish.js";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const EVENTS = env("EVENTS", 20_000);
@@ -159,14 +159,12 @@ async function main() {
   try {
     // ---- 1. raw JetStream async publish ceiling (again after the pipeline) ----
     const payload = toBinary(StructSchema, sampleEvent(1).message as never);
-    const rawPublish = (label: string) =>
-      rawPublishRate(nc, {
-        subject: `${domain}raw.thing.struct`,
-        payload,
-        count: EVENTS,
-        aggregates: AGGREGATES,
-        label,
-      });
+    const rawPublish = rawPublishBaseline(nc, {
+      subject: `${domain}raw.thing.struct`,
+      payload,
+      count: EVENTS,
+      aggregates: AGGREGATES,
+    });
     const rawBefore = await rawPublish("before");
 
     // ---- pipeline components ----

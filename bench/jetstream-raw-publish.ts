@@ -2,20 +2,29 @@ import { jetstream } from "@nats-io/jetstream";
 import { type NatsConnection, headers as natsHeaders } from "@nats-io/nats-core";
 import { v7 as uuidv7 } from "uuid";
 
+interface RawPublishOptions {
+  subject: string;
+  payload: Uint8Array;
+  count: number;
+  aggregates: number;
+}
+
 /**
  * The event benches' ceiling: raw JetStream async publish from Node with the
  * stock `js.publish` (same payload, 7 event headers and Nats-Msg-Id as a
- * relayed event), 2,000 in flight. Returns msg/s and prints a line.
+ * relayed event), 2,000 in flight. Returns a run function (label → msg/s,
+ * printing a line), so a bench can measure before and after its own run.
  */
-export async function rawPublishRate(
+export function rawPublishBaseline(
   nc: NatsConnection,
-  options: {
-    subject: string;
-    payload: Uint8Array;
-    count: number;
-    aggregates: number;
-    label: string;
-  },
+  options: RawPublishOptions,
+): (label: string) => Promise<number> {
+  return (label) => rawPublishRate(nc, { ...options, label });
+}
+
+async function rawPublishRate(
+  nc: NatsConnection,
+  options: RawPublishOptions & { label: string },
 ): Promise<number> {
   const js = jetstream(nc);
   const window = 2_000;
