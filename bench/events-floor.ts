@@ -7,8 +7,10 @@
  * from the same libraries and process layout but with none of the backbone's
  * features: no per-aggregate sequences or ordering check, no JSON rows, trace
  * context, metrics, spans, protobuf decoding, retries or dead letters, and one
- * index per table. Whatever the backbone costs above this line is its
- * features; what this line itself reaches bounds any design on these tables.
+ * index per table. What the backbone costs above this line is its features;
+ * this line is what the same table + relay + consumer shape reaches on these
+ * libraries without them (another design, e.g. a logical-decoding relay, is
+ * not bounded by it).
  *
  * Env: EVENTS=20000 WRITERS=8 TX_EVENTS=10 AGGREGATES=1000 CONSUMER_BATCH=64
  *      CONCURRENCY=8 DATABASE_URL NATS_URL
@@ -26,18 +28,21 @@ import { newEventId } from "../platform/events/outbox.js";
 import { createAckPublisher } from "../platform/events/publish-acks.js";
 import { domainStream, provisionStreams } from "../platform/events/streams.js";
 import { testEvent } from "../platform/events/test-support/harness.js";
+import {
+  AGGREGATES,
+  DATABASE_URL,
+  EVENTS,
+  env,
+  NATS_URL,
+  runWriters,
+  TX_EVENTS,
+  WRITERS,
+} from "./events-bench-load.js";
 import { cpuMeter } from "./events-cpu.js";
 import { rawPublishBaseline } from "./jetstream-raw-publish.js";
 
-const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const EVENTS = env("EVENTS", 20_000);
-const WRITERS = env("WRITERS", 8);
-const TX_EVENTS = env("TX_EVENTS", 10);
-const AGGREGATES = env("AGGREGATES", 1_000);
 const CONSUMER_BATCH = env("CONSUMER_BATCH", 64);
 const CONCURRENCY = env("CONCURRENCY", 8);
-const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 
 interface ConsumerArgs {
   schema: string;
@@ -197,26 +202,18 @@ async function main(): Promise<void> {
     const cpu = cpuMeter(sql, schema, child.pid === undefined ? [] : [child.pid]);
     const cpuStart = await cpu.snapshot();
     const started = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: WRITERS }, async () => {
-        while (next < EVENTS) {
-          const from = next;
-          next += TX_EVENTS;
-          const count = Math.min(TX_EVENTS, EVENTS - from);
-          const ids = Array.from({ length: count }, () => newEventId());
-          const aggregates = ids.map((_, k) => `agg-${(from + k) % AGGREGATES}`);
-          await sql.begin((tx) =>
-            tx.unsafe(
-              `insert into outbox (event_id, aggregate_id, payload)
-               select unnest($1::uuid[]), unnest($2::text[]), $3::bytea`,
-              [plainArray(ids), textArray(aggregates), Buffer.from(payload)],
-              { prepare: true },
-            ),
-          );
-        }
-      }),
-    );
+    await runWriters(EVENTS, (from, count) => {
+      const ids = Array.from({ length: count }, () => newEventId());
+      const aggregates = ids.map((_, k) => `agg-${(from + k) % AGGREGATES}`);
+      return sql.begin((tx) =>
+        tx.unsafe(
+          `insert into outbox (event_id, aggregate_id, payload)
+           select unnest($1::uuid[]), unnest($2::text[]), $3::bytea`,
+          [plainArray(ids), textArray(aggregates), Buffer.from(payload)],
+          { prepare: true },
+        ),
+      );
+    });
     for (;;) {
       const [row] = await sql`select count(*)::int as n from effects`;
       if (Number(row!.n) >= EVENTS) break;

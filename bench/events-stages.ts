@@ -24,19 +24,22 @@ import { appendEvents } from "../platform/events/outbox.js";
 import { createOutboxRelay } from "../platform/events/relay.js";
 import { deadLetterStream, domainStream, provisionStreams } from "../platform/events/streams.js";
 import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/harness.js";
+import {
+  AGGREGATES,
+  DATABASE_URL,
+  EVENTS,
+  env,
+  NATS_URL,
+  runWriters,
+  TX_EVENTS,
+  WRITERS,
+} from "./events-bench-load.js";
 import { cpuMeter, profiled } from "./events-cpu.js";
 
-const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const EVENTS = env("EVENTS", 20_000);
-const WRITERS = env("WRITERS", 8);
-const TX_EVENTS = env("TX_EVENTS", 10);
-const AGGREGATES = env("AGGREGATES", 1_000);
 const CONCURRENCY = env("CONCURRENCY", 64);
 const NOTIFY = env("NOTIFY", 1) === 1;
 // PARALLEL=0: handlers of one batch run one after another (the consumer's default).
 const PARALLEL = env("PARALLEL", 1) === 1;
-const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 
 const id = randomBytes(4).toString("hex");
 const schema = `bench_ev_${id}`;
@@ -68,30 +71,22 @@ async function main() {
   process.once("SIGINT", () => void cleanup().finally(() => process.exit(130)));
   try {
     const cpu = cpuMeter(db.sql, schema);
-    let next = 0;
     let c = await cpu.snapshot();
     let t = performance.now();
     await profiled("append", () =>
-      Promise.all(
-        Array.from({ length: WRITERS }, async () => {
-          while (next < EVENTS) {
-            const from = next;
-            next += TX_EVENTS;
-            const count = Math.min(TX_EVENTS, EVENTS - from);
-            await db.sql.begin((tx) =>
-              appendEvents(
-                tx,
-                Array.from({ length: count }, (_, k) =>
-                  testEvent(`agg-${(from + k) % AGGREGATES}`, {
-                    order: `o-${from + k}`,
-                    total: from + k,
-                  }),
-                ),
-                { domain, notify: NOTIFY },
-              ),
-            );
-          }
-        }),
+      runWriters(EVENTS, (from, count) =>
+        db.sql.begin((tx) =>
+          appendEvents(
+            tx,
+            Array.from({ length: count }, (_, k) =>
+              testEvent(`agg-${(from + k) % AGGREGATES}`, {
+                order: `o-${from + k}`,
+                total: from + k,
+              }),
+            ),
+            { domain, notify: NOTIFY },
+          ),
+        ),
       ),
     );
     let s = (performance.now() - t) / 1000;

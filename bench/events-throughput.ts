@@ -30,15 +30,20 @@ import { createOutboxRelay } from "../platform/events/relay.js";
 import { deadLetterStream, domainStream, provisionStreams } from "../platform/events/streams.js";
 import { EVENTS_MIGRATIONS, testEvent } from "../platform/events/test-support/harness.js";
 import { type BenchHandlerKind, createBenchConsumer } from "./events-bench-consumer.js";
+import {
+  AGGREGATES,
+  DATABASE_URL,
+  EVENTS,
+  env,
+  NATS_URL,
+  runWriters,
+  TX_EVENTS,
+  WRITERS,
+} from "./events-bench-load.js";
 import type { ConsumerProcessConfig } from "./events-consumer-process.js";
 import { cpuMeter } from "./events-cpu.js";
 import { rawPublishBaseline } from "./jetstream-raw-publish.js";
 
-const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const EVENTS = env("EVENTS", 20_000);
-const WRITERS = env("WRITERS", 8);
-const TX_EVENTS = env("TX_EVENTS", 10);
-const AGGREGATES = env("AGGREGATES", 1_000);
 const CONCURRENCY = env("CONCURRENCY", 8);
 const CONSUMER_BATCH = env("CONSUMER_BATCH", 64);
 // NOTIFY=0: writers skip pg_notify and the relay polls every POLL_MS instead.
@@ -52,8 +57,6 @@ const CONSUMER_PROCESS = env("CONSUMER_PROCESS", 1) === 1;
 const HANDLER: BenchHandlerKind = process.env.HANDLER === "batch" ? "batch" : "event";
 const POLL_MS = env("POLL_MS", NOTIFY ? 1_000 : 20);
 const STEADY_SECONDS = env("STEADY_SECONDS", 10);
-const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 
 const id = randomBytes(4).toString("hex");
 const schema = `bench_ev_${id}`;
@@ -222,24 +225,16 @@ async function main() {
     const cpu = cpuMeter(writers.sql, schema, consumer.pid === undefined ? [] : [consumer.pid]);
 
     // ---- 2. saturation ----
-    let next = 0;
     const cpuStart = await cpu.snapshot();
     const satStart = performance.now();
-    await Promise.all(
-      Array.from({ length: WRITERS }, async () => {
-        while (next < EVENTS) {
-          const from = next;
-          next += TX_EVENTS;
-          const count = Math.min(TX_EVENTS, EVENTS - from);
-          await writers.sql.begin((tx) =>
-            appendEvents(
-              tx,
-              Array.from({ length: count }, (_, k) => sampleEvent(from + k)),
-              { domain, notify: NOTIFY },
-            ),
-          );
-        }
-      }),
+    await runWriters(EVENTS, (from, count) =>
+      writers.sql.begin((tx) =>
+        appendEvents(
+          tx,
+          Array.from({ length: count }, (_, k) => sampleEvent(from + k)),
+          { domain, notify: NOTIFY },
+        ),
+      ),
     );
     const insertSeconds = (performance.now() - satStart) / 1000;
     await waitForEffects(EVENTS);
