@@ -2,6 +2,7 @@ import { createDatabase } from "../platform/db/postgres.js";
 import { silentLogger } from "../platform/events/logger.js";
 import { connectNats } from "../platform/events/nats.js";
 import { type BenchConsumerConfig, createBenchConsumer } from "./events-bench-consumer.js";
+import { roleApplicationName } from "./events-cpu.js";
 
 export interface ConsumerProcessConfig extends BenchConsumerConfig {
   databaseUrl: string;
@@ -14,6 +15,7 @@ const db = createDatabase({
   url: config.databaseUrl,
   schema: config.schema,
   maxConnections: Math.min(config.concurrency, 40),
+  applicationName: roleApplicationName(config.schema, "consumer"),
 });
 const nc = await connectNats({ servers: config.natsUrl, name: "bench-events-consumer" });
 const consumer = createBenchConsumer(config, { nc, sql: db.sql, logger: silentLogger });

@@ -19,33 +19,70 @@ function natsServerPid(): number | undefined {
 
 export interface CpuSnapshot {
   node: number;
+  /** Node CPU by process: "this" and each extra pid's label. */
+  nodeBy: Map<string, number>;
   nats: number;
-  pg: Map<number, number>;
+  pg: Map<number, { role: string; micros: number }>;
 }
 
-/** `extraPids`: more Node processes of the run (e.g. a consumer process), counted as node. */
-export function cpuMeter(sql: Sql, applicationName: string, extraPids: number[] = []) {
+/**
+ * Application name of a bench connection pool with a role (`<schema>:writers`):
+ * the meter counts it with the run's backends and breaks Postgres CPU down by role.
+ */
+export const roleApplicationName = (applicationName: string, role: string) =>
+  `${applicationName}:${role}`;
+
+/**
+ * `extraPids`: more Node processes of the run (e.g. a consumer process),
+ * counted as node; a label names them in the breakdown.
+ */
+export function cpuMeter(
+  sql: Sql,
+  applicationName: string,
+  extraPids: number[] | Record<string, number> = [],
+) {
   const natsPid = natsServerPid();
+  const extras = Array.isArray(extraPids)
+    ? extraPids.map((pid) => [`pid ${pid}`, pid] as const)
+    : Object.entries(extraPids);
   const snapshot = async (): Promise<CpuSnapshot> => {
-    const rows = await sql<{ pid: number }[]>`
-      select pid from pg_stat_activity where application_name = ${applicationName}`;
-    const pg = new Map<number, number>();
-    for (const { pid } of rows) pg.set(pid, procCpuMicros(pid));
+    const rows = await sql<{ pid: number; application_name: string }[]>`
+      select pid, application_name from pg_stat_activity
+      where application_name = ${applicationName}
+         or starts_with(application_name, ${`${applicationName}:`})`;
+    const pg = new Map<number, { role: string; micros: number }>();
+    for (const { pid, application_name: name } of rows) {
+      const role = name.slice(applicationName.length + 1) || "other";
+      pg.set(pid, { role, micros: procCpuMicros(pid) });
+    }
     const usage = process.cpuUsage();
-    let node = usage.user + usage.system;
-    for (const pid of extraPids) node += procCpuMicros(pid);
-    return { node, nats: natsPid ? procCpuMicros(natsPid) : 0, pg };
+    const nodeBy = new Map<string, number>([["this", usage.user + usage.system]]);
+    for (const [label, pid] of extras) nodeBy.set(label, procCpuMicros(pid));
+    let node = 0;
+    for (const micros of nodeBy.values()) node += micros;
+    return { node, nodeBy, nats: natsPid ? procCpuMicros(natsPid) : 0, pg };
   };
   /** "node N µs, postgres N µs, nats-server N µs, total N µs per event; load average …" */
   const report = (start: CpuSnapshot, end: CpuSnapshot, events: number): string => {
     let pg = 0;
+    const pgBy = new Map<string, number>();
     // Backends that connected during the interval started from zero.
-    for (const [pid, micros] of end.pg) pg += micros - (start.pg.get(pid) ?? 0);
+    for (const [pid, { role, micros }] of end.pg) {
+      const used = micros - (start.pg.get(pid)?.micros ?? 0);
+      pg += used;
+      pgBy.set(role, (pgBy.get(role) ?? 0) + used);
+    }
     const node = end.node - start.node;
     const nats = end.nats - start.nats;
     const per = (micros: number) => (micros / events).toFixed(0);
+    const breakdown = (by: Map<string, number>, startBy?: Map<string, number>) =>
+      [...by]
+        .map(([label, micros]) => `${label} ${per(micros - (startBy?.get(label) ?? 0))}`)
+        .join(" / ");
+    const pgDetail = pgBy.size > 1 || !pgBy.has("other") ? ` (${breakdown(pgBy)})` : "";
+    const nodeDetail = end.nodeBy.size > 1 ? ` (${breakdown(end.nodeBy, start.nodeBy)})` : "";
     return (
-      `CPU µs/event: node ${per(node)}, postgres ${per(pg)}, nats-server ${per(nats)}, ` +
+      `CPU µs/event: node ${per(node)}${nodeDetail}, postgres ${per(pg)}${pgDetail}, nats-server ${per(nats)}, ` +
       `total ${per(node + pg + nats)}; load average ${loadavg()
         .map((l) => l.toFixed(2))
         .join(" ")}`

@@ -199,7 +199,7 @@ async function main(): Promise<void> {
       }
     })();
 
-    const cpu = cpuMeter(sql, schema, child.pid === undefined ? [] : [child.pid]);
+    const cpu = cpuMeter(sql, schema, child.pid === undefined ? {} : { consumer: child.pid });
     const cpuStart = await cpu.snapshot();
     const started = performance.now();
     await runWriters(EVENTS, (from, count) => {

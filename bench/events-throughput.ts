@@ -41,7 +41,7 @@ import {
   WRITERS,
 } from "./events-bench-load.js";
 import type { ConsumerProcessConfig } from "./events-consumer-process.js";
-import { cpuMeter } from "./events-cpu.js";
+import { cpuMeter, roleApplicationName } from "./events-cpu.js";
 import { rawPublishBaseline } from "./jetstream-raw-publish.js";
 
 const CONCURRENCY = env("CONCURRENCY", 8);
@@ -124,12 +124,23 @@ process.stdout.on("error", () => {});
 
 async function main() {
   await migrateDatabase({ url: DATABASE_URL, schema }, EVENTS_MIGRATIONS);
-  const writers = createDatabase({ url: DATABASE_URL, schema, maxConnections: WRITERS });
-  const relayDb = createDatabase({ url: DATABASE_URL, schema, maxConnections: 2 });
+  const writers = createDatabase({
+    url: DATABASE_URL,
+    schema,
+    maxConnections: WRITERS,
+    applicationName: roleApplicationName(schema, "writers"),
+  });
+  const relayDb = createDatabase({
+    url: DATABASE_URL,
+    schema,
+    maxConnections: 2,
+    applicationName: roleApplicationName(schema, "relay"),
+  });
   const consumerDb = createDatabase({
     url: DATABASE_URL,
     schema,
     maxConnections: Math.min(CONCURRENCY, 40),
+    applicationName: roleApplicationName(schema, "consumer"),
   });
   await writers.sql.unsafe(`create table effects (
     event_id uuid primary key, occurred_at timestamptz not null,
@@ -222,7 +233,11 @@ async function main() {
     };
 
     // CPU of this process, nats-server and this run's Postgres backends.
-    const cpu = cpuMeter(writers.sql, schema, consumer.pid === undefined ? [] : [consumer.pid]);
+    const cpu = cpuMeter(
+      writers.sql,
+      schema,
+      consumer.pid === undefined ? {} : { consumer: consumer.pid },
+    );
 
     // ---- 2. saturation ----
     const cpuStart = await cpu.snapshot();

@@ -1,4 +1,4 @@
-import { fromJson } from "@bufbuild/protobuf";
+import { fromJson, toBinary } from "@bufbuild/protobuf";
 import { StructSchema, TimestampSchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -103,6 +103,58 @@ describe("outbox append", () => {
     expect(row!.payload.byteLength).toBeGreaterThan(0);
     // UUIDv7: version nibble 7, time-ordered.
     expect(appended!.eventId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+  });
+
+  it("stores any aggregate id, payload and trace context byte for byte, through postgres.js and drizzle", async () => {
+    // The rows travel as one encoded parameter: values its syntax could misread must come back intact.
+    const ids = [
+      'quote"d',
+      "back\\slash",
+      "{braces},comma",
+      "NULL",
+      " spaced ",
+      "ünïcødé ✓",
+      '\\"{,}',
+    ];
+    const events = ids.map((id) => testEvent(id, { id }));
+    // An empty Struct encodes to zero bytes.
+    events.push(
+      outboxEvent(StructSchema, fromJson(StructSchema, {}), {
+        aggregateType: "thing",
+        aggregateId: "empty",
+      }),
+    );
+    const half = Math.ceil(events.length / 2);
+    const viaSql = await env.database.sql.begin((tx) =>
+      appendEvents(tx, events.slice(0, half), { domain: env.domain }),
+    );
+    const viaDrizzle = await env.database.db.transaction((tx) =>
+      appendEvents(tx, events.slice(half), { domain: env.domain }),
+    );
+    const rows = await env.database.sql<
+      {
+        event_id: string;
+        aggregate_id: string;
+        aggregate_seq: string;
+        payload: Buffer;
+        trace_context: unknown;
+      }[]
+    >`select event_id::text, aggregate_id, aggregate_seq::text, payload, trace_context from outbox order by position`;
+    expect(rows.map((row) => row.aggregate_id)).toEqual([...ids, "empty"]);
+    expect(rows.map((row) => row.event_id)).toEqual(
+      [...viaSql, ...viaDrizzle].map((e) => e.eventId),
+    );
+    expect(rows.every((row) => row.aggregate_seq === "1")).toBe(true);
+    rows.forEach((row, i) => {
+      expect(
+        Buffer.compare(
+          row.payload,
+          Buffer.from(toBinary(StructSchema, events[i]!.message as never)),
+        ),
+      ).toBe(0);
+      expect(row.trace_context).toEqual({});
+    });
+    expect(rows.at(-1)!.payload.byteLength).toBe(0);
   });
 
   it("rejects events whose subject tokens or ids would corrupt the message", async () => {
