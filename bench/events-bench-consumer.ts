@@ -11,6 +11,7 @@ import {
   postgresTransactions,
 } from "../platform/events/consumer.js";
 import type { EventLogger } from "../platform/events/logger.js";
+import { env } from "./events-bench-load.js";
 
 /**
  * The event benches' consumer, the same in the bench process and in
@@ -58,7 +59,7 @@ export function createBenchConsumer(
     handlers: benchHandlers(config.handler),
     concurrency: config.concurrency,
     batchSize: config.batchSize,
-    maxAckPending: 10_000,
+    maxAckPending: env("MAX_ACK_PENDING", 10_000),
     parallelAggregates: config.parallelAggregates,
     deadLetters: { subjectPrefix: config.dlqPrefix },
     metricsRegistry: new Registry(),

@@ -14,6 +14,8 @@
  *      CONSUMER_PROCESS=1 (the consumer in its own process, as in the mesh)
  *      HANDLER=event|batch (per-event handler, or a set-based onBatch one)
  *      STEADY_SECONDS=10 STEADY_RATE=<events/s> DATABASE_URL NATS_URL
+ *      MAX_ACK_PENDING=10000 (the consumer's)
+ *      CONSUMER_NODE_ARGS="--trace-gc …" (extra Node flags for the consumer process)
  */
 import { fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -57,6 +59,7 @@ const CONSUMER_PROCESS = env("CONSUMER_PROCESS", 1) === 1;
 const HANDLER: BenchHandlerKind = process.env.HANDLER === "batch" ? "batch" : "event";
 const POLL_MS = env("POLL_MS", NOTIFY ? 1_000 : 20);
 const STEADY_SECONDS = env("STEADY_SECONDS", 10);
+const CONSUMER_NODE_ARGS = (process.env.CONSUMER_NODE_ARGS ?? "").split(" ").filter(Boolean);
 
 const id = randomBytes(4).toString("hex");
 const schema = `bench_ev_${id}`;
@@ -91,7 +94,7 @@ async function consumerProcess(config: ConsumerProcessConfig): Promise<BenchCons
   const child = fork(
     new URL("./events-consumer-process.ts", import.meta.url).pathname,
     [JSON.stringify(config)],
-    { execArgv: ["--import", "tsx"] },
+    { execArgv: ["--import", "tsx", ...CONSUMER_NODE_ARGS] },
   );
   let latest: Stats = {};
   let stopped: ((stats: Stats) => void) | undefined;
