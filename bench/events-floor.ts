@@ -335,6 +335,13 @@ async function main(): Promise<void> {
     await sql.end({ timeout: 5 });
     await nc.close();
   };
+  // An interrupted run (Ctrl-C, `timeout`) must not leave its streams behind:
+  // JetStream reserves each one's max_bytes against the server's storage limit.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
   try {
     await new Promise<void>((resolve, reject) => {
       child.once("message", () => resolve());

@@ -68,7 +68,9 @@ async function main() {
     await db.close();
     await nc.close();
   };
-  process.once("SIGINT", () => void cleanup().finally(() => process.exit(130)));
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => void cleanup().finally(() => process.exit(130)));
+  }
   try {
     const cpu = cpuMeter(db.sql, schema);
     let c = await cpu.snapshot();
