@@ -8,7 +8,8 @@ import { loadavg } from "node:os";
 import type { Sql } from "postgres";
 import { procCpuMicros } from "./proc-cpu.js";
 
-function natsServerPid(): number | undefined {
+/** The oldest nats-server process on this host, if any. */
+export function natsServerPid(): number | undefined {
   try {
     const out = execFileSync("pgrep", ["-o", "nats-server"], { encoding: "utf8" }).trim();
     return out ? Number(out) : undefined;
@@ -18,7 +19,6 @@ function natsServerPid(): number | undefined {
 }
 
 export interface CpuSnapshot {
-  node: number;
   /** Node CPU by process: "this" and each extra pid's label. */
   nodeBy: Map<string, number>;
   nats: number;
@@ -58,9 +58,7 @@ export function cpuMeter(
     const usage = process.cpuUsage();
     const nodeBy = new Map<string, number>([["this", usage.user + usage.system]]);
     for (const [label, pid] of extras) nodeBy.set(label, procCpuMicros(pid));
-    let node = 0;
-    for (const micros of nodeBy.values()) node += micros;
-    return { node, nodeBy, nats: natsPid ? procCpuMicros(natsPid) : 0, pg };
+    return { nodeBy, nats: natsPid ? procCpuMicros(natsPid) : 0, pg };
   };
   /** "node N µs, postgres N µs, nats-server N µs, total N µs per event; load average …" */
   const report = (start: CpuSnapshot, end: CpuSnapshot, events: number): string => {
@@ -72,7 +70,8 @@ export function cpuMeter(
       pg += used;
       pgBy.set(role, (pgBy.get(role) ?? 0) + used);
     }
-    const node = end.node - start.node;
+    let node = 0;
+    for (const [label, micros] of end.nodeBy) node += micros - (start.nodeBy.get(label) ?? 0);
     const nats = end.nats - start.nats;
     const per = (micros: number) => (micros / events).toFixed(0);
     const breakdown = (by: Map<string, number>, startBy?: Map<string, number>) =>

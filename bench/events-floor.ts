@@ -201,15 +201,14 @@ function logicalContent(eventId: string, aggregateId: string, payload: Uint8Arra
  * publishes wait for acks (the replication stream is paused beyond that).
  */
 async function logicalRelay(options: {
+  sql: postgres.Sql;
   schema: string;
   id: string;
   acks: Acks;
   subject: string;
 }): Promise<FloorRelay> {
-  const { schema, id, acks, subject } = options;
-  const setup = connectSql(schema, 1);
-  await setup.unsafe(`create publication floor_${id}`);
-  await setup.end();
+  const { sql, schema, id, acks, subject } = options;
+  await sql.unsafe(`create publication floor_${id}`);
   const replication = postgres(DATABASE_URL, {
     max: 1,
     fetch_types: false,
@@ -335,7 +334,7 @@ async function main(): Promise<void> {
     await sql.end({ timeout: 5 });
     await nc.close();
   };
-  // An interrupted run (Ctrl-C, `timeout`) must not leave its streams behind:
+  // An interrupted run (Ctrl-C, a kill of this process) must not leave its streams behind:
   // JetStream reserves each one's max_bytes against the server's storage limit.
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
@@ -359,7 +358,7 @@ async function main(): Promise<void> {
     const subject = `${domain}.thing.struct`;
     const relay =
       RELAY === "logical"
-        ? await logicalRelay({ schema, id, acks, subject })
+        ? await logicalRelay({ sql, schema, id, acks, subject })
         : tableRelay(sql, acks, subject);
 
     const cpu = cpuMeter(sql, schema, child.pid === undefined ? {} : { consumer: child.pid });

@@ -25,6 +25,7 @@ import path from "node:path";
 import postgres from "postgres";
 import { connectNats } from "../platform/events/nats.js";
 import { DATABASE_URL, env, NATS_URL } from "./events-bench-load.js";
+import { natsServerPid } from "./events-cpu.js";
 import { procCpuMicros } from "./proc-cpu.js";
 
 const ROUNDS = env("ROUNDS", 20_000);
@@ -48,6 +49,32 @@ function line(name: string, wallMicros: number, cpuMicros: number, detail = ""):
     `${name.padEnd(16)} ${wallMicros.toFixed(1).padStart(7)} µs wall, ${cpuMicros
       .toFixed(1)
       .padStart(7)} µs CPU per round${detail ? ` (${detail})` : ""}`,
+  );
+}
+
+/**
+ * Times ROUNDS sequential round trips (after 1,000 to warm up) and prints wall
+ * time and CPU per round: this process plus `peer`, the other process that
+ * serves it (its CPU is read from /proc).
+ */
+async function measureHop(
+  name: string,
+  roundTrip: () => Promise<unknown>,
+  peer: { pid: number; label: string },
+): Promise<void> {
+  for (let i = 0; i < 1_000; i++) await roundTrip();
+  const node = selfCpu();
+  const other = procCpuMicros(peer.pid);
+  const started = performance.now();
+  for (let i = 0; i < ROUNDS; i++) await roundTrip();
+  const wall = ((performance.now() - started) * 1000) / ROUNDS;
+  const nodeCpu = (selfCpu() - node) / ROUNDS;
+  const otherCpu = (procCpuMicros(peer.pid) - other) / ROUNDS;
+  line(
+    name,
+    wall,
+    nodeCpu + otherCpu,
+    `node ${nodeCpu.toFixed(1)} + ${peer.label} ${otherCpu.toFixed(1)}`,
   );
 }
 
@@ -83,12 +110,7 @@ async function pingPong(): Promise<void> {
       pending = resolve;
       socket.write(one);
     });
-  for (let i = 0; i < 1_000; i++) await roundTrip();
-  const cpu = selfCpu() + procCpuMicros(child.pid!);
-  const started = performance.now();
-  for (let i = 0; i < ROUNDS; i++) await roundTrip();
-  const wall = ((performance.now() - started) * 1000) / ROUNDS;
-  line("ping-pong", wall, (selfCpu() + procCpuMicros(child.pid!) - cpu) / ROUNDS, "both processes");
+  await measureHop("ping-pong", roundTrip, { pid: child.pid!, label: "echo process" });
   socket.destroy();
   await new Promise((resolve) => child.once("exit", resolve));
   rmSync(dir, { recursive: true, force: true });
@@ -97,20 +119,7 @@ async function pingPong(): Promise<void> {
 async function postgresSelect(): Promise<void> {
   const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
   const [{ pid }] = (await sql`select pg_backend_pid() as pid`) as unknown as [{ pid: number }];
-  for (let i = 0; i < 1_000; i++) await sql`select 1`;
-  const node = selfCpu();
-  const backend = procCpuMicros(pid);
-  const started = performance.now();
-  for (let i = 0; i < ROUNDS; i++) await sql`select 1`;
-  const wall = ((performance.now() - started) * 1000) / ROUNDS;
-  const nodeCpu = (selfCpu() - node) / ROUNDS;
-  const backendCpu = (procCpuMicros(pid) - backend) / ROUNDS;
-  line(
-    "postgres select",
-    wall,
-    nodeCpu + backendCpu,
-    `node ${nodeCpu.toFixed(1)} + backend ${backendCpu.toFixed(1)}`,
-  );
+  await measureHop("postgres select", () => sql`select 1`, { pid, label: "backend" });
   await sql.end();
 }
 
@@ -125,25 +134,13 @@ async function natsRequest(): Promise<void> {
   });
   await server.flush();
   const payload = new Uint8Array(16);
-  for (let i = 0; i < 1_000; i++) await client.request(subject, payload);
-  const natsPid = Number(
-    (await import("node:child_process"))
-      .execFileSync("pgrep", ["-o", "nats-server"], { encoding: "utf8" })
-      .trim(),
-  );
-  const node = selfCpu();
-  const nats = procCpuMicros(natsPid);
-  const started = performance.now();
-  for (let i = 0; i < ROUNDS; i++) await client.request(subject, payload);
-  const wall = ((performance.now() - started) * 1000) / ROUNDS;
-  const nodeCpu = (selfCpu() - node) / ROUNDS;
-  const natsCpu = (procCpuMicros(natsPid) - nats) / ROUNDS;
-  line(
-    "nats request",
-    wall,
-    nodeCpu + natsCpu,
-    `node ${nodeCpu.toFixed(1)} (both clients) + nats-server ${natsCpu.toFixed(1)}`,
-  );
+  const natsPid = natsServerPid();
+  if (natsPid === undefined) throw new Error("machine-hops: no nats-server process on this host");
+  // Both clients live in this process, so "node" counts requester and responder.
+  await measureHop("nats request", () => client.request(subject, payload), {
+    pid: natsPid,
+    label: "nats-server",
+  });
   await Promise.all([server.close(), client.close()]);
 }
 
